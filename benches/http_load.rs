@@ -1,1 +1,1180 @@
-fn main() {}
+//! End-to-end HTTP load benchmark for the memory API.
+//!
+//! Starts the real `angel-memory serve` binary on a loopback port with a fresh
+//! temporary data dir, creates a user and an API key through the admin API, then
+//! measures:
+//!
+//! * closed-loop throughput and latency with 32 concurrent clients for
+//!   create / get / list / update (`BENCH_SECONDS` each, default 10);
+//! * open-loop latency of single creates at a fixed 1,000 requests/s, measured
+//!   from the intended send time so a slow server cannot hide behind a slow
+//!   client (no coordinated omission);
+//! * filling the user up to `BENCH_FILL` memories (default 100,000) with the
+//!   batch endpoint, the server's resident memory afterwards, and get/list
+//!   latency at that size.
+//!
+//! Results are printed as they come, summarised against the targets, and written
+//! to `bench-results/http_load.json` and `bench-results/http_load.svg`.
+//!
+//! Run: `cargo bench --bench http_load`
+//! Quick smoke run: `BENCH_SECONDS=2 BENCH_FILL=2000 cargo bench --bench http_load`
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::Rng as _;
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+
+const CLIENTS: usize = 32;
+const OPEN_LOOP_RATE: u64 = 1_000;
+const FILL_BATCH: usize = 100;
+const FILL_CLIENTS: usize = 4;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const RESULTS_DIR: &str = "bench-results";
+
+// Targets.
+const TARGET_CREATE_RPS: f64 = 5_000.0;
+const TARGET_SINGLE_CREATE_P99_MS: f64 = 5.0;
+const TARGET_RSS_MB: f64 = 60.0;
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+
+struct Config {
+    seconds: u64,
+    fill: usize,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        Self {
+            seconds: env_number("BENCH_SECONDS", 10).max(1),
+            fill: env_number("BENCH_FILL", 100_000) as usize,
+        }
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+
+    /// Shorter sample used for the get/list measurement after the fill.
+    fn sample_duration(&self) -> Duration {
+        Duration::from_secs((self.seconds / 2).max(1))
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(raw) => raw
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, got {raw:?}")),
+        Err(_) => default,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server process
+// ---------------------------------------------------------------------------
+
+/// The server child process. Killed when dropped, including during a panic.
+struct Server {
+    child: Child,
+    base_url: String,
+    admin_token: String,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn spawn() -> Self {
+        let data_dir = tempfile::tempdir().expect("create temporary data dir");
+        let port = free_port();
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_angel-memory"))
+            .arg("serve")
+            .env("ANGEL_MEMORY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ANGEL_MEMORY_DATA_DIR", data_dir.path())
+            .env("ANGEL_MEMORY_ADMIN_TOKEN", &admin_token)
+            .env("ANGEL_MEMORY_RATE_LIMIT__ENABLED", "false")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("spawn angel-memory serve");
+        println!(
+            "server: pid {} on 127.0.0.1:{port}, data dir {}",
+            child.id(),
+            data_dir.path().display()
+        );
+        Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            admin_token,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("query server process status")
+    }
+
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
+        let url = format!("{}/readyz", self.base_url);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exit_status() {
+                panic!("server exited before becoming ready: {status}");
+            }
+            if let Ok(resp) = client.get(&url).send().await
+                && resp.status() == StatusCode::OK
+            {
+                println!("server: ready after {:.2?}", started.elapsed());
+                return;
+            }
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "server did not answer 200 on /readyz within {READY_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Ignore errors: the process may already have exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("read local address").port()
+}
+
+/// Reads a `kB` field such as `VmRSS` from `/proc/<pid>/status`.
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// API client
+// ---------------------------------------------------------------------------
+
+/// A memory as far as the bench cares: its id and current version.
+#[derive(Clone, Debug)]
+struct Memory {
+    id: String,
+    version: u64,
+}
+
+impl Memory {
+    fn from_json(value: &Value) -> Result<Self, String> {
+        let id = match &value["id"] {
+            Value::String(s) => s.clone(),
+            Value::Null => return Err(format!("response has no id: {value}")),
+            other => other.to_string(),
+        };
+        let version = value["version"]
+            .as_u64()
+            .ok_or_else(|| format!("response has no numeric version: {value}"))?;
+        Ok(Self { id, version })
+    }
+}
+
+/// Cheap to clone: one shared connection pool.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: Arc<str>,
+    auth: Arc<str>,
+}
+
+impl Api {
+    fn new(client: reqwest::Client, base: &str, token: &str) -> Self {
+        Self {
+            client,
+            base: base.into(),
+            auth: format!("Bearer {token}").into(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &*self.auth)
+    }
+
+    async fn create(&self, body: &Value) -> Result<Memory, String> {
+        let req = self
+            .request(reqwest::Method::POST, "/v1/memories")
+            .json(body);
+        let value = send_json(req, StatusCode::CREATED).await?;
+        Memory::from_json(&value)
+    }
+
+    async fn create_batch(&self, memories: Vec<Value>) -> Result<(), String> {
+        let req = self
+            .request(reqwest::Method::POST, "/v1/memories/batch")
+            .json(&json!({ "memories": memories }));
+        send(req, StatusCode::OK).await.map(drop)
+    }
+
+    async fn get(&self, id: &str) -> Result<Memory, String> {
+        let req = self.request(reqwest::Method::GET, &format!("/v1/memories/{id}"));
+        let value = send_json(req, StatusCode::OK).await?;
+        Memory::from_json(&value)
+    }
+
+    async fn list(&self, limit: usize) -> Result<(), String> {
+        let req = self.request(reqwest::Method::GET, &format!("/v1/memories?limit={limit}"));
+        send(req, StatusCode::OK).await.map(drop)
+    }
+
+    async fn update(&self, memory: &Memory, content: String) -> Result<Memory, String> {
+        let req = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/v1/memories/{}", memory.id),
+            )
+            .header(reqwest::header::IF_MATCH, format!("\"{}\"", memory.version))
+            .json(&json!({ "content": content }));
+        let value = send_json(req, StatusCode::OK).await?;
+        Memory::from_json(&value)
+    }
+}
+
+/// Sends a request and reads the whole body; any other status is an error.
+async fn send(req: RequestBuilder, expected: StatusCode) -> Result<Vec<u8>, String> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("transport error: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading body ({status}): {e}"))?;
+    if status != expected {
+        let text = String::from_utf8_lossy(&body);
+        let text: String = text.chars().take(300).collect();
+        return Err(format!("expected {expected}, got {status}: {text}"));
+    }
+    Ok(body.to_vec())
+}
+
+async fn send_json(req: RequestBuilder, expected: StatusCode) -> Result<Value, String> {
+    let body = send(req, expected).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("invalid JSON response: {e}"))
+}
+
+fn build_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(CLIENTS * 4)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build HTTP client")
+}
+
+/// Creates the bench user and returns a client authenticated with its API key.
+async fn setup_user(client: &reqwest::Client, server: &Server) -> Api {
+    let admin = Api::new(client.clone(), &server.base_url, &server.admin_token);
+    let req = admin
+        .request(reqwest::Method::POST, "/v1/admin/users")
+        .json(&json!({ "uid": "bench-user" }));
+    send(req, StatusCode::CREATED)
+        .await
+        .expect("create bench user");
+    let req = admin
+        .request(reqwest::Method::POST, "/v1/admin/users/bench-user/keys")
+        .json(&json!({ "name": "bench" }));
+    let key = send_json(req, StatusCode::CREATED)
+        .await
+        .expect("create API key");
+    let key = key["key"]
+        .as_str()
+        .expect("key response has a \"key\" string");
+    Api::new(client.clone(), &server.base_url, key)
+}
+
+// ---------------------------------------------------------------------------
+// Content
+// ---------------------------------------------------------------------------
+
+const SNIPPETS: &[&str] = &[
+    "Met Sam at the climbing gym on Tuesday; he recommended the blue route on the north wall and offered to belay next week",
+    "Dentist appointment moved to Thursday at 9:30, bring the insurance card and ask about the night guard for grinding",
+    "Lena prefers oat milk in her flat white and hates being called before ten in the morning, text her instead",
+    "Idea for the garden: plant tomatoes along the south fence and move the herbs closer to the kitchen door",
+    "The quarterly review went well; Priya wants the migration plan written up before the offsite in March",
+    "Dad's birthday is on the 14th, he mentioned wanting a new fly fishing reel, the Orvis one from the catalogue",
+    "Podcast recommendation from Marco: the episode about sleep and memory consolidation, roughly an hour long",
+    "Car needs new winter tyres before November; the garage on Elm Street quoted a fair price last year",
+];
+
+static NEXT_CONTENT: AtomicU64 = AtomicU64::new(0);
+
+/// Realistic memory text, unique per call (identical content is deduplicated).
+fn unique_content() -> String {
+    content_for(NEXT_CONTENT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn content_for(n: u64) -> String {
+    let snippet = SNIPPETS[n as usize % SNIPPETS.len()];
+    format!("{snippet}. #{n}")
+}
+
+fn new_memory_body() -> Value {
+    let n = NEXT_CONTENT.fetch_add(1, Ordering::Relaxed);
+    json!({
+        "content": content_for(n),
+        "tags": ["bench", format!("t{}", n % 10)],
+        "category": "manual",
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------
+
+/// Latencies (µs) and outcome counts gathered by one or more workers.
+struct Tally {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+}
+
+impl Tally {
+    const MAX_SAMPLES: usize = 5;
+
+    fn new() -> Self {
+        Self {
+            hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            ok: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+        }
+    }
+
+    /// Records one request that was meant to start at `since`.
+    fn record<T>(&mut self, since: Instant, outcome: &Result<T, String>) {
+        self.record_latency(since.elapsed(), outcome);
+    }
+
+    fn record_latency<T>(&mut self, latency: Duration, outcome: &Result<T, String>) {
+        let micros = latency.as_micros().try_into().unwrap_or(u64::MAX);
+        self.hist.saturating_record(micros);
+        match outcome {
+            Ok(_) => self.ok += 1,
+            Err(e) => {
+                self.errors += 1;
+                if self.error_samples.len() < Self::MAX_SAMPLES {
+                    self.error_samples.push(e.clone());
+                }
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.hist.add(&other.hist).expect("merge histograms");
+        self.ok += other.ok;
+        self.errors += other.errors;
+        let room = Self::MAX_SAMPLES.saturating_sub(self.error_samples.len());
+        self.error_samples
+            .extend(other.error_samples.into_iter().take(room));
+    }
+}
+
+/// One line of the summary.
+struct Row {
+    name: String,
+    ok: u64,
+    errors: u64,
+    elapsed_s: f64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Row {
+    fn new(name: &str, tally: &Tally, elapsed: Duration) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let elapsed_s = elapsed.as_secs_f64();
+        Self {
+            name: name.to_string(),
+            ok: tally.ok,
+            errors: tally.errors,
+            elapsed_s,
+            rps: tally.ok as f64 / elapsed_s,
+            p50_ms: ms(tally.hist.value_at_quantile(0.50)),
+            p99_ms: ms(tally.hist.value_at_quantile(0.99)),
+            max_ms: ms(tally.hist.max()),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "scenario": self.name,
+            "ok": self.ok,
+            "errors": self.errors,
+            "elapsed_s": self.elapsed_s,
+            "req_per_s": self.rps,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+        })
+    }
+}
+
+const TABLE_HEADER: &str =
+    "scenario                      req/s   p50 ms   p99 ms   max ms   errors";
+
+fn table_line(row: &Row) -> String {
+    format!(
+        "{:<26} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8}",
+        row.name, row.rps, row.p50_ms, row.p99_ms, row.max_ms, row.errors
+    )
+}
+
+/// Prints a finished scenario, shouting if any request failed.
+fn report(row: &Row, tally: &Tally) {
+    println!("{}", table_line(row));
+    if tally.errors > 0 {
+        println!(
+            "!!!!! {} ERRORS in scenario '{}' ({} ok) - these numbers are NOT valid !!!!!",
+            tally.errors, row.name, tally.ok
+        );
+        for sample in &tally.error_samples {
+            println!("!!!!!   {sample}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------
+
+/// Runs one worker per state until `duration` has passed; each worker returns
+/// its tally plus whatever it wants to hand back (created memories, ...).
+async fn closed_loop<S, T, F, Fut>(
+    states: Vec<S>,
+    duration: Duration,
+    worker: F,
+) -> (Tally, Duration, Vec<T>)
+where
+    F: Fn(S, Instant) -> Fut,
+    Fut: Future<Output = (Tally, T)> + Send + 'static,
+    T: Send + 'static,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let handles: Vec<_> = states
+        .into_iter()
+        .map(|state| tokio::spawn(worker(state, deadline)))
+        .collect();
+    let mut total = Tally::new();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let (tally, output) = handle.await.expect("worker task panicked");
+        total.merge(tally);
+        outputs.push(output);
+    }
+    (total, started.elapsed(), outputs)
+}
+
+async fn create_worker(api: Api, deadline: Instant) -> (Tally, Vec<Memory>) {
+    let mut tally = Tally::new();
+    let mut created = Vec::new();
+    while Instant::now() < deadline {
+        let body = new_memory_body();
+        let start = Instant::now();
+        let outcome = api.create(&body).await;
+        tally.record(start, &outcome);
+        created.extend(outcome.ok());
+    }
+    (tally, created)
+}
+
+async fn get_worker(api: Api, ids: Arc<Vec<String>>, deadline: Instant) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < deadline {
+        let id = &ids[rand::rng().random_range(0..ids.len())];
+        let start = Instant::now();
+        let outcome = api.get(id).await;
+        tally.record(start, &outcome);
+    }
+    tally
+}
+
+async fn list_worker(api: Api, deadline: Instant) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        let outcome = api.list(50).await;
+        tally.record(start, &outcome);
+    }
+    tally
+}
+
+/// Updates only the memories this worker owns, so versions never conflict.
+async fn update_worker(
+    api: Api,
+    mut owned: Vec<Memory>,
+    deadline: Instant,
+) -> (Tally, Vec<Memory>) {
+    let mut tally = Tally::new();
+    if owned.is_empty() {
+        return (tally, owned);
+    }
+    let mut next = 0;
+    while Instant::now() < deadline {
+        let index = next % owned.len();
+        next += 1;
+        let memory = &mut owned[index];
+        let start = Instant::now();
+        let outcome = api.update(memory, unique_content()).await;
+        tally.record(start, &outcome);
+        match outcome {
+            Ok(updated) => memory.version = updated.version,
+            // Resynchronise so one failure does not cascade into 412s.
+            Err(_) => {
+                if let Ok(current) = api.get(&memory.id).await {
+                    memory.version = current.version;
+                }
+            }
+        }
+    }
+    (tally, owned)
+}
+
+/// Closed-loop create/get/list/update with `CLIENTS` workers. Returns the rows
+/// and every memory created (with its latest known version).
+async fn closed_loop_scenarios(api: &Api, duration: Duration) -> (Vec<(Row, Tally)>, Vec<Memory>) {
+    let mut results = Vec::new();
+
+    let states = vec![api.clone(); CLIENTS];
+    let (tally, elapsed, created) = closed_loop(states, duration, create_worker).await;
+    let mut memories: Vec<Memory> = created.into_iter().flatten().collect();
+    results.push(finish(
+        &format!("create ({CLIENTS} clients)"),
+        tally,
+        elapsed,
+    ));
+
+    if memories.is_empty() {
+        println!("!!!!! no memories were created; skipping get and update !!!!!");
+    } else {
+        let ids = Arc::new(memories.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+        let states = vec![(api.clone(), ids); CLIENTS];
+        let (tally, elapsed, _) =
+            closed_loop(states, duration, |(api, ids), deadline| async move {
+                (get_worker(api, ids, deadline).await, ())
+            })
+            .await;
+        results.push(finish(&format!("get ({CLIENTS} clients)"), tally, elapsed));
+    }
+
+    let states = vec![api.clone(); CLIENTS];
+    let (tally, elapsed, _) = closed_loop(states, duration, |api, deadline| async move {
+        (list_worker(api, deadline).await, ())
+    })
+    .await;
+    results.push(finish(&format!("list ({CLIENTS} clients)"), tally, elapsed));
+
+    if !memories.is_empty() {
+        let states: Vec<_> = partition(std::mem::take(&mut memories), CLIENTS)
+            .into_iter()
+            .map(|owned| (api.clone(), owned))
+            .collect();
+        let (tally, elapsed, owned) = closed_loop(states, duration, |(api, owned), deadline| {
+            update_worker(api, owned, deadline)
+        })
+        .await;
+        memories = owned.into_iter().flatten().collect();
+        results.push(finish(
+            &format!("update ({CLIENTS} clients)"),
+            tally,
+            elapsed,
+        ));
+    }
+
+    (results, memories)
+}
+
+fn partition<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = (0..parts).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        out[i % parts].push(item);
+    }
+    out
+}
+
+fn finish(name: &str, tally: Tally, elapsed: Duration) -> (Row, Tally) {
+    let row = Row::new(name, &tally, elapsed);
+    report(&row, &tally);
+    (row, tally)
+}
+
+/// Single creates sent on a fixed schedule; latency is measured from the
+/// scheduled send time, and each request runs in its own task.
+async fn open_loop_create(api: &Api, rate: u64, duration: Duration) -> (Row, Tally, Vec<Memory>) {
+    let total = rate * duration.as_secs();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(intended.into()).await;
+        let api = api.clone();
+        let body = new_memory_body();
+        handles.push(tokio::spawn(async move {
+            let outcome = api.create(&body).await;
+            (intended.elapsed(), outcome)
+        }));
+    }
+    let mut tally = Tally::new();
+    let mut created = Vec::new();
+    for handle in handles {
+        let (latency, outcome) = handle.await.expect("request task panicked");
+        tally.record_latency(latency, &outcome);
+        created.extend(outcome.ok());
+    }
+    let (row, tally) = finish(
+        &format!("create open-loop {rate}/s"),
+        tally,
+        started.elapsed(),
+    );
+    (row, tally, created)
+}
+
+/// Fills the user up to `target` memories with concurrent batch requests.
+/// Returns the row and how many memories were added, or `None` if the user
+/// already holds enough.
+async fn fill(api: &Api, already: usize, target: usize) -> Option<(Row, Tally, usize)> {
+    let remaining = target.checked_sub(already).filter(|&n| n > 0)?;
+    println!(
+        "fill: adding {remaining} memories ({already} -> {target}) in batches of {FILL_BATCH}"
+    );
+    let batches = remaining.div_ceil(FILL_BATCH);
+    let next_batch = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..FILL_CLIENTS)
+        .map(|_| {
+            let (api, next_batch, done) = (api.clone(), next_batch.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::new();
+                loop {
+                    let batch = next_batch.fetch_add(1, Ordering::Relaxed);
+                    if batch >= batches {
+                        return tally;
+                    }
+                    let size = FILL_BATCH.min(remaining - batch * FILL_BATCH);
+                    let items = (0..size).map(|_| new_memory_body()).collect();
+                    let start = Instant::now();
+                    let outcome = api.create_batch(items).await;
+                    tally.record(start, &outcome);
+                    if outcome.is_ok() {
+                        let before = done.fetch_add(size, Ordering::Relaxed);
+                        print_fill_progress(before, before + size, already, remaining, started);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut tally = Tally::new();
+    for handle in handles {
+        tally.merge(handle.await.expect("fill task panicked"));
+    }
+    let name = format!("fill batch x{FILL_BATCH} ({FILL_CLIENTS} cl)");
+    let (row, tally) = finish(&name, tally, started.elapsed());
+    Some((row, tally, done.load(Ordering::Relaxed)))
+}
+
+/// Prints a line each time the fill crosses another 10 %.
+fn print_fill_progress(
+    before: usize,
+    after: usize,
+    already: usize,
+    remaining: usize,
+    started: Instant,
+) {
+    let decile = |n: usize| n * 10 / remaining;
+    if decile(after) > decile(before) {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "fill: {:>3}% ({} memories, {:.0} memories/s)",
+            decile(after) * 10,
+            already + after,
+            after as f64 / secs
+        );
+    }
+}
+
+/// Get and list latency once the user holds many memories.
+async fn sample_at_size(
+    api: &Api,
+    ids: Vec<String>,
+    size: usize,
+    duration: Duration,
+) -> Vec<(Row, Tally)> {
+    let mut results = Vec::new();
+    if !ids.is_empty() {
+        let ids = Arc::new(ids);
+        let states = vec![(api.clone(), ids); CLIENTS];
+        let (tally, elapsed, _) =
+            closed_loop(states, duration, |(api, ids), deadline| async move {
+                (get_worker(api, ids, deadline).await, ())
+            })
+            .await;
+        results.push(finish(&format!("get @ {size}"), tally, elapsed));
+    }
+    let states = vec![api.clone(); CLIENTS];
+    let (tally, elapsed, _) = closed_loop(states, duration, |api, deadline| async move {
+        (list_worker(api, deadline).await, ())
+    })
+    .await;
+    results.push(finish(&format!("list @ {size}"), tally, elapsed));
+    results
+}
+
+// ---------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------
+
+struct Target {
+    name: &'static str,
+    goal: String,
+    actual: Option<f64>,
+    met: bool,
+}
+
+impl Target {
+    fn new(
+        name: &'static str,
+        goal: String,
+        actual: Option<f64>,
+        ok: impl Fn(f64) -> bool,
+    ) -> Self {
+        Self {
+            name,
+            goal,
+            met: actual.is_some_and(ok),
+            actual,
+        }
+    }
+}
+
+struct ServerMemory {
+    peak_rss_kb: Option<u64>,
+    rss_kb: Option<u64>,
+    memories: usize,
+}
+
+struct Results {
+    rows: Vec<(Row, Tally)>,
+    create_rps: Option<f64>,
+    open_loop_p99_ms: Option<f64>,
+    server_memory: ServerMemory,
+}
+
+impl Results {
+    fn errors(&self) -> u64 {
+        self.rows.iter().map(|(row, _)| row.errors).sum()
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let rss_mb = self.server_memory.rss_kb.map(|kb| kb as f64 / 1024.0);
+        vec![
+            Target::new(
+                "create throughput, 32 clients",
+                format!(">= {TARGET_CREATE_RPS:.0} req/s"),
+                self.create_rps,
+                |v| v >= TARGET_CREATE_RPS,
+            ),
+            Target::new(
+                "single create p99 at 1,000/s",
+                format!("< {TARGET_SINGLE_CREATE_P99_MS} ms"),
+                self.open_loop_p99_ms,
+                |v| v < TARGET_SINGLE_CREATE_P99_MS,
+            ),
+            Target::new(
+                "server RSS after fill",
+                format!(
+                    "< {TARGET_RSS_MB} MB at {} memories",
+                    self.server_memory.memories
+                ),
+                rss_mb,
+                |v| v < TARGET_RSS_MB,
+            ),
+        ]
+    }
+}
+
+fn print_summary(results: &Results) {
+    println!();
+    println!("==================== summary ====================");
+    println!("{TABLE_HEADER}");
+    for (row, _) in &results.rows {
+        println!("{}", table_line(row));
+    }
+    let mem = &results.server_memory;
+    println!();
+    println!(
+        "server memory at {} memories: RSS {}, peak RSS (VmHWM) {}",
+        mem.memories,
+        megabytes(mem.rss_kb),
+        megabytes(mem.peak_rss_kb)
+    );
+    println!();
+    println!("targets:");
+    for target in results.targets() {
+        let actual = target
+            .actual
+            .map_or("n/a".to_string(), |v| format!("{v:.2}"));
+        let verdict = if target.met { "MET" } else { "NOT MET" };
+        println!(
+            "  {:<32} {:<28} actual {:>10}  {verdict}",
+            target.name, target.goal, actual
+        );
+    }
+    let errors = results.errors();
+    if errors > 0 {
+        println!();
+        println!(
+            "!!!!! {errors} REQUESTS FAILED DURING THE BENCHMARK - RESULTS ARE NOT VALID !!!!!"
+        );
+    }
+}
+
+fn results_json(results: &Results, config: &Config) -> Value {
+    let mem = &results.server_memory;
+    let targets: Vec<Value> = results
+        .targets()
+        .iter()
+        .map(|t| json!({ "target": t.name, "goal": t.goal, "actual": t.actual, "met": t.met }))
+        .collect();
+    json!({
+        "generated_at": chrono::Utc::now().to_rfc3339(),
+        "config": {
+            "seconds": config.seconds,
+            "fill": config.fill,
+            "clients": CLIENTS,
+            "open_loop_rate": OPEN_LOOP_RATE,
+            "fill_batch": FILL_BATCH,
+            "fill_clients": FILL_CLIENTS,
+        },
+        "scenarios": results.rows.iter().map(|(row, _)| row.to_json()).collect::<Vec<_>>(),
+        "server_memory": {
+            "memories": mem.memories,
+            "rss_kb": mem.rss_kb,
+            "peak_rss_kb": mem.peak_rss_kb,
+        },
+        "targets": targets,
+        "errors": results.errors(),
+    })
+}
+
+fn write_outputs(results: &Results, config: &Config) {
+    let dir = Path::new(RESULTS_DIR);
+    std::fs::create_dir_all(dir).expect("create bench-results directory");
+    let json =
+        serde_json::to_string_pretty(&results_json(results, config)).expect("serialise results");
+    std::fs::write(dir.join("http_load.json"), json + "\n").expect("write http_load.json");
+    std::fs::write(dir.join("http_load.svg"), svg_chart(results)).expect("write http_load.svg");
+    println!("wrote {RESULTS_DIR}/http_load.json and {RESULTS_DIR}/http_load.svg");
+}
+
+// ---------------------------------------------------------------------------
+// SVG chart
+// ---------------------------------------------------------------------------
+
+const P50_COLOUR: &str = "#4e79a7";
+const P99_COLOUR: &str = "#f28e2b";
+
+/// Grouped bar chart: p50 and p99 latency per scenario, throughput underneath.
+fn svg_chart(results: &Results) -> String {
+    let rows: Vec<&Row> = results.rows.iter().map(|(row, _)| row).collect();
+    let (left, top, plot_h, group_w, bar_w) = (70.0, 70.0, 320.0, 160.0, 44.0);
+    let width = left + group_w * rows.len().max(1) as f64 + 20.0;
+    let height = top + plot_h + 110.0;
+    let y_max = nice_ceiling(rows.iter().map(|r| r.p99_ms).fold(0.0, f64::max));
+    let y = |ms: f64| top + plot_h - ms / y_max * plot_h;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="24" font-size="16" font-weight="bold">angel-memory HTTP latency per scenario (ms, lower is better)</text>"#
+    );
+    legend(&mut svg, left, 46.0);
+
+    // Y axis with gridlines.
+    for i in 0..=5 {
+        let value = y_max * i as f64 / 5.0;
+        let gy = y(value);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            width - 20.0,
+            left - 6.0,
+            gy + 4.0,
+            format_ms(value)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(18 {}) rotate(-90)" text-anchor="middle">latency (ms)</text>"#,
+        top + plot_h / 2.0
+    );
+
+    for (i, row) in rows.iter().enumerate() {
+        let gx = left + group_w * i as f64;
+        let centre = gx + group_w / 2.0;
+        bar(
+            &mut svg,
+            centre - bar_w - 2.0,
+            bar_w,
+            y(row.p50_ms),
+            y(0.0),
+            row.p50_ms,
+            P50_COLOUR,
+        );
+        bar(
+            &mut svg,
+            centre + 2.0,
+            bar_w,
+            y(row.p99_ms),
+            y(0.0),
+            row.p99_ms,
+            P99_COLOUR,
+        );
+        let base = top + plot_h;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
+            base + 20.0,
+            xml_escape(&row.name)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre}" y="{}" text-anchor="middle">{:.0} req/s</text>"#,
+            base + 38.0,
+            row.rps
+        );
+        if row.errors > 0 {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{centre}" y="{}" text-anchor="middle" fill="red">{} errors!</text>"#,
+                base + 56.0,
+                row.errors
+            );
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="#333"/>"##,
+        top + plot_h,
+        width - 20.0
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{left}" y="{}" fill="#555">{}</text>"##,
+        height - 16.0,
+        xml_escape(&footer(results))
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn legend(svg: &mut String, x: f64, y: f64) {
+    for (i, (label, colour)) in [("p50", P50_COLOUR), ("p99", P99_COLOUR)]
+        .iter()
+        .enumerate()
+    {
+        let lx = x + 80.0 * i as f64;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="{}" width="14" height="14" fill="{colour}"/><text x="{}" y="{y}">{label}</text>"#,
+            y - 11.0,
+            lx + 20.0
+        );
+    }
+}
+
+fn bar(svg: &mut String, x: f64, w: f64, y_top: f64, y_base: f64, value: f64, colour: &str) {
+    let h = (y_base - y_top).max(1.0);
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{x}" y="{}" width="{w}" height="{h}" fill="{colour}"/><text x="{}" y="{}" text-anchor="middle" font-size="11">{}</text>"#,
+        y_base - h,
+        x + w / 2.0,
+        y_base - h - 4.0,
+        format_ms(value)
+    );
+}
+
+fn footer(results: &Results) -> String {
+    let mem = &results.server_memory;
+    let rss = megabytes(mem.rss_kb);
+    let peak = megabytes(mem.peak_rss_kb);
+    format!(
+        "server RSS at {} memories: {rss} (peak {peak}); generated {}",
+        mem.memories,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+fn megabytes(kb: Option<u64>) -> String {
+    kb.map_or("n/a".to_string(), |kb| {
+        format!("{:.1} MB", kb as f64 / 1024.0)
+    })
+}
+
+/// Rounds up to 1, 2 or 5 times a power of ten, for a tidy axis.
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|step| step * magnitude)
+        .find(|&candidate| candidate >= value)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn format_ms(value: f64) -> String {
+    if value >= 10.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+async fn run(config: &Config) -> Results {
+    let mut server = Server::spawn();
+    let client = build_client();
+    server.wait_ready(&client).await;
+    let api = setup_user(&client, &server).await;
+
+    println!();
+    println!(
+        "closed loop, {CLIENTS} clients, {} s per scenario",
+        config.seconds
+    );
+    println!("{TABLE_HEADER}");
+    let (mut rows, mut memories) = closed_loop_scenarios(&api, config.duration()).await;
+    let create_rps = rows.first().map(|(row, _)| row.rps);
+
+    println!();
+    println!(
+        "open loop, single creates at {OPEN_LOOP_RATE}/s for {} s",
+        config.seconds
+    );
+    println!("{TABLE_HEADER}");
+    let (row, tally, created) = open_loop_create(&api, OPEN_LOOP_RATE, config.duration()).await;
+    println!("achieved rate {:.0}/s (target {OPEN_LOOP_RATE}/s)", row.rps);
+    let open_loop_p99_ms = Some(row.p99_ms);
+    rows.push((row, tally));
+    memories.extend(created);
+
+    println!();
+    let mut total = memories.len();
+    match fill(&api, total, config.fill).await {
+        Some((row, tally, added)) => {
+            total += added;
+            rows.push((row, tally));
+        }
+        None => println!(
+            "fill: user already holds {total} memories (BENCH_FILL={})",
+            config.fill
+        ),
+    }
+    let pid = server.pid();
+    let server_memory = ServerMemory {
+        peak_rss_kb: proc_status_kb(pid, "VmHWM"),
+        rss_kb: proc_status_kb(pid, "VmRSS"),
+        memories: total,
+    };
+    println!(
+        "server RSS at {total} memories: {} (peak {})",
+        megabytes(server_memory.rss_kb),
+        megabytes(server_memory.peak_rss_kb)
+    );
+
+    println!();
+    println!(
+        "latency at {total} memories, {CLIENTS} clients, {} s each",
+        config.sample_duration().as_secs()
+    );
+    println!("{TABLE_HEADER}");
+    let ids = memories.into_iter().map(|m| m.id).collect();
+    rows.extend(sample_at_size(&api, ids, total, config.sample_duration()).await);
+
+    if let Some(status) = server.exit_status() {
+        println!("!!!!! the server exited during the benchmark: {status} !!!!!");
+    }
+    Results {
+        rows,
+        create_rps,
+        open_loop_p99_ms,
+        server_memory,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::from_env();
+    // Dropping `run` (on Ctrl-C) drops the server guard, which kills the child.
+    let results = tokio::select! {
+        results = run(&config) => results,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_summary(&results);
+    write_outputs(&results, &config);
+    if results.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,6 @@
+//! Angel Memory: a self-hosted memory service for Omi users and their AI agents.
+//!
+//! Data flows one way: `http` and `cli` parse input into `domain` types and call the `store`.
+
+pub mod domain;
+pub mod store;

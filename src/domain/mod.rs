@@ -1,0 +1,19 @@
+//! Validated domain types. Everything here is parsed once at the edge (HTTP, CLI, import) and trusted
+//! afterwards: a value of these types cannot be invalid.
+
+mod cursor;
+mod error;
+mod key;
+mod memory;
+mod time;
+mod uid;
+
+pub use cursor::Cursor;
+pub use error::ValidationError;
+pub use key::{ApiKeySecret, KeyId, KeyName};
+pub use memory::{
+    Category, Content, ContentHash, ConversationId, Memory, MemoryId, MemoryVersion, Metadata, Source,
+    Tag, Tags, Visibility,
+};
+pub use time::Timestamp;
+pub use uid::Uid;

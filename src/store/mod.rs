@@ -1,0 +1,103 @@
+//! The store of record. One trait, one implementation per backend; callers never know which runs.
+//! Every per-user operation takes the caller's `Uid` first and scopes every query by it.
+
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+
+use crate::domain::{KeyId, Memory, MemoryId, MemoryVersion, Timestamp, Uid};
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Fails when the database cannot serve queries (used by `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A short description for start-up output, e.g. `sqlite:/data/angel-memory.db`.
+    fn describe(&self) -> String;
+
+    // Users and keys (administration).
+    async fn create_user(&self, uid: &Uid) -> Result<User, StoreError>;
+    async fn get_user(&self, uid: &Uid) -> Result<User, StoreError>;
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError>;
+    /// Erases the user and everything they own (memories, versions, keys, audit trail).
+    async fn delete_user(&self, uid: &Uid) -> Result<(), StoreError>;
+    async fn create_key(&self, uid: &Uid, key: NewApiKey, ctx: &Context) -> Result<ApiKeyInfo, StoreError>;
+    async fn list_keys(&self, uid: &Uid) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    async fn revoke_key(&self, uid: &Uid, key_id: KeyId, ctx: &Context) -> Result<ApiKeyInfo, StoreError>;
+    /// Finds the live (unrevoked) key with this hash.
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<Principal>, StoreError>;
+    async fn touch_key(&self, uid: &Uid, key_id: KeyId, at: Timestamp) -> Result<(), StoreError>;
+
+    // Memories.
+    async fn create_memory(&self, uid: &Uid, new: NewMemory, ctx: &Context) -> Result<Created, StoreError>;
+    /// Each item succeeds or fails on its own.
+    async fn create_memories(
+        &self,
+        uid: &Uid,
+        new: Vec<NewMemory>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Created, StoreError>>, StoreError>;
+    /// Returns the memory whether or not it is soft-deleted.
+    async fn get_memory(&self, uid: &Uid, id: MemoryId) -> Result<Memory, StoreError>;
+    async fn list_memories(&self, uid: &Uid, query: &ListQuery) -> Result<Page<Memory>, StoreError>;
+    async fn update_memory(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        expected_version: i64,
+        patch: MemoryPatch,
+        ctx: &Context,
+    ) -> Result<Memory, StoreError>;
+    /// Soft delete; deleting an already deleted memory changes nothing.
+    async fn delete_memory(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        expected_version: Option<i64>,
+        ctx: &Context,
+    ) -> Result<Deleted, StoreError>;
+    async fn delete_memories(
+        &self,
+        uid: &Uid,
+        ids: Vec<MemoryId>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Deleted, StoreError>>, StoreError>;
+    async fn restore_memory(&self, uid: &Uid, id: MemoryId, ctx: &Context) -> Result<Memory, StoreError>;
+    async fn memory_versions(&self, uid: &Uid, id: MemoryId) -> Result<Vec<MemoryVersion>, StoreError>;
+    /// Hard-deletes memories soft-deleted before `deleted_before`, with their versions and tags; the
+    /// audit trail keeps a `memory.purge` record without content. `None` purges every user.
+    async fn purge_deleted(
+        &self,
+        uid: Option<&Uid>,
+        deleted_before: Timestamp,
+        ctx: &Context,
+    ) -> Result<PurgeReport, StoreError>;
+
+    async fn stats(&self, uid: &Uid) -> Result<Stats, StoreError>;
+    async fn audit_events(&self, uid: &Uid, page: PageRequest) -> Result<Page<AuditEvent>, StoreError>;
+
+    /// Memories with their full history, in a stable order, for export.
+    async fn export_memories(&self, uid: &Uid, page: PageRequest) -> Result<Page<ExportedMemory>, StoreError>;
+    /// All-or-nothing: either every record is applied (or reported as skipped) or nothing is written.
+    async fn import_memories(
+        &self,
+        uid: &Uid,
+        records: Vec<ExportedMemory>,
+        ctx: &Context,
+    ) -> Result<ImportReport, StoreError>;
+
+    // Idempotency keys (per user).
+    async fn idempotency_begin(
+        &self,
+        uid: &Uid,
+        key: &str,
+        fingerprint: &str,
+        stale_before: Timestamp,
+        expired_before: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError>;
+    async fn idempotency_complete(&self, uid: &Uid, key: &str, response: StoredResponse) -> Result<(), StoreError>;
+    async fn idempotency_abandon(&self, uid: &Uid, key: &str) -> Result<(), StoreError>;
+    async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError>;
+}

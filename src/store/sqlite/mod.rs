@@ -1,0 +1,249 @@
+//! The embedded backend: one SQLite file in WAL mode.
+
+mod accounts;
+mod audit;
+mod idempotency;
+mod memories;
+mod pool;
+mod schema;
+
+pub use pool::{PoolOptions, Synchronous};
+
+use async_trait::async_trait;
+use std::path::Path;
+
+use crate::domain::{KeyId, Memory, MemoryId, MemoryVersion, Timestamp, Uid, ValidationError};
+use crate::store::*;
+use pool::Pool;
+
+/// How many memories one purge transaction removes; keeps the write lock short.
+const PURGE_BATCH: u32 = 500;
+
+pub struct SqliteStore {
+    pool: Pool,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, options: &PoolOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        Ok(Self { pool: Pool::open(path, options)? })
+    }
+}
+
+pub(crate) fn db_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly};
+    match error.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly) => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Internal(error.to_string()),
+    }
+}
+
+fn is_constraint_violation(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// A stored value that no longer parses means the file was changed behind our back.
+fn stored<T>(parsed: Result<T, ValidationError>) -> rusqlite::Result<T> {
+    parsed.map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)).await?;
+        self.pool.write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)).await
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.pool.path().display())
+    }
+
+    async fn create_user(&self, uid: &Uid) -> Result<User, StoreError> {
+        let uid = uid.clone();
+        self.pool.write(move |c| accounts::create_user(c, &uid)).await
+    }
+
+    async fn get_user(&self, uid: &Uid) -> Result<User, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| accounts::get_user(c, &uid)).await
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
+        self.pool.read(move |c| accounts::list_users(c, &page)).await
+    }
+
+    async fn delete_user(&self, uid: &Uid) -> Result<(), StoreError> {
+        let uid = uid.clone();
+        self.pool.write(move |c| accounts::delete_user(c, &uid)).await
+    }
+
+    async fn create_key(&self, uid: &Uid, key: NewApiKey, ctx: &Context) -> Result<ApiKeyInfo, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| accounts::create_key(c, &uid, key, &ctx)).await
+    }
+
+    async fn list_keys(&self, uid: &Uid) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| accounts::list_keys(c, &uid)).await
+    }
+
+    async fn revoke_key(&self, uid: &Uid, key_id: KeyId, ctx: &Context) -> Result<ApiKeyInfo, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| accounts::revoke_key(c, &uid, key_id, &ctx)).await
+    }
+
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<Principal>, StoreError> {
+        let key_hash = key_hash.to_owned();
+        self.pool.read(move |c| accounts::authenticate(c, &key_hash)).await
+    }
+
+    async fn touch_key(&self, uid: &Uid, key_id: KeyId, at: Timestamp) -> Result<(), StoreError> {
+        let uid = uid.clone();
+        self.pool.write(move |c| accounts::touch_key(c, &uid, key_id, at)).await
+    }
+
+    async fn create_memory(&self, uid: &Uid, new: NewMemory, ctx: &Context) -> Result<Created, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| memories::create(c, &uid, new, &ctx)).await
+    }
+
+    async fn create_memories(
+        &self,
+        uid: &Uid,
+        new: Vec<NewMemory>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+        // One job per item: each runs in its own savepoint, all commit together.
+        let jobs = new.into_iter().map(|item| self.create_memory(uid, item, ctx));
+        Ok(futures_util::future::join_all(jobs).await)
+    }
+
+    async fn get_memory(&self, uid: &Uid, id: MemoryId) -> Result<Memory, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| memories::get(c, &uid, id)).await
+    }
+
+    async fn list_memories(&self, uid: &Uid, query: &ListQuery) -> Result<Page<Memory>, StoreError> {
+        let (uid, query) = (uid.clone(), query.clone());
+        self.pool.read(move |c| memories::list(c, &uid, &query)).await
+    }
+
+    async fn update_memory(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        expected_version: i64,
+        patch: MemoryPatch,
+        ctx: &Context,
+    ) -> Result<Memory, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| memories::update(c, &uid, id, expected_version, patch, &ctx)).await
+    }
+
+    async fn delete_memory(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        expected_version: Option<i64>,
+        ctx: &Context,
+    ) -> Result<Deleted, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| memories::delete(c, &uid, id, expected_version, &ctx)).await
+    }
+
+    async fn delete_memories(
+        &self,
+        uid: &Uid,
+        ids: Vec<MemoryId>,
+        ctx: &Context,
+    ) -> Result<Vec<Result<Deleted, StoreError>>, StoreError> {
+        let jobs = ids.into_iter().map(|id| self.delete_memory(uid, id, None, ctx));
+        Ok(futures_util::future::join_all(jobs).await)
+    }
+
+    async fn restore_memory(&self, uid: &Uid, id: MemoryId, ctx: &Context) -> Result<Memory, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| memories::restore(c, &uid, id, &ctx)).await
+    }
+
+    async fn memory_versions(&self, uid: &Uid, id: MemoryId) -> Result<Vec<MemoryVersion>, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| memories::versions(c, &uid, id)).await
+    }
+
+    async fn purge_deleted(
+        &self,
+        uid: Option<&Uid>,
+        deleted_before: Timestamp,
+        ctx: &Context,
+    ) -> Result<PurgeReport, StoreError> {
+        let mut report = PurgeReport::default();
+        loop {
+            let (uid, ctx) = (uid.cloned(), ctx.clone());
+            let purged = self
+                .pool
+                .write(move |c| memories::purge_batch(c, uid.as_ref(), deleted_before, PURGE_BATCH, &ctx))
+                .await?;
+            report.purged += purged;
+            if purged < u64::from(PURGE_BATCH) {
+                return Ok(report);
+            }
+        }
+    }
+
+    async fn stats(&self, uid: &Uid) -> Result<Stats, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| memories::stats(c, &uid)).await
+    }
+
+    async fn audit_events(&self, uid: &Uid, page: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| audit::page(c, &uid, &page)).await
+    }
+
+    async fn export_memories(&self, uid: &Uid, page: PageRequest) -> Result<Page<ExportedMemory>, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| memories::export_page(c, &uid, &page)).await
+    }
+
+    async fn import_memories(
+        &self,
+        uid: &Uid,
+        records: Vec<ExportedMemory>,
+        ctx: &Context,
+    ) -> Result<ImportReport, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool.write(move |c| memories::import(c, &uid, records, &ctx)).await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        uid: &Uid,
+        key: &str,
+        fingerprint: &str,
+        stale_before: Timestamp,
+        expired_before: Timestamp,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let (uid, key, fingerprint) = (uid.clone(), key.to_owned(), fingerprint.to_owned());
+        self.pool
+            .write(move |c| idempotency::begin(c, &uid, &key, &fingerprint, stale_before, expired_before))
+            .await
+    }
+
+    async fn idempotency_complete(&self, uid: &Uid, key: &str, response: StoredResponse) -> Result<(), StoreError> {
+        let (uid, key) = (uid.clone(), key.to_owned());
+        self.pool.write(move |c| idempotency::complete(c, &uid, &key, &response)).await
+    }
+
+    async fn idempotency_abandon(&self, uid: &Uid, key: &str) -> Result<(), StoreError> {
+        let (uid, key) = (uid.clone(), key.to_owned());
+        self.pool.write(move |c| idempotency::abandon(c, &uid, &key)).await
+    }
+
+    async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError> {
+        self.pool.write(move |c| idempotency::purge(c, created_before)).await
+    }
+}

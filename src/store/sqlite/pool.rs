@@ -1,0 +1,203 @@
+//! Threads that own the SQLite connections.
+//!
+//! SQLite allows one writer at a time, and a transaction commit is the expensive part of a write.
+//! So every write runs on a single writer thread that takes all jobs waiting in its queue, runs each
+//! inside its own SAVEPOINT (so one job's failure rolls back only that job) and commits them together
+//! in one transaction ("group commit"). Under load this turns hundreds of commits into a few, which
+//! is what lets one SQLite file take thousands of writes per second. No crate offers this batching for
+//! rusqlite (tokio-rusqlite runs closures on one thread but commits each separately), hence this file.
+//! Reads run on a few reader threads, each with its own connection, in parallel with the writer (WAL).
+
+use rusqlite::{Connection, OpenFlags};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+use super::schema;
+use crate::store::StoreError;
+
+/// Most jobs committed in one transaction; bounds how long a single commit holds the write lock.
+const MAX_GROUP: usize = 256;
+
+type Completion = Box<dyn FnOnce(Option<StoreError>) + Send>;
+type WriteJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Completion + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Durable across process crashes; a power loss may undo the last commits (never corrupts).
+    Normal,
+    /// Also durable across power loss, at the cost of an fsync per group commit.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub readers: usize,
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self { readers: 3, synchronous: Synchronous::Normal, busy_timeout: Duration::from_secs(5) }
+    }
+}
+
+pub struct Pool {
+    writer: mpsc::Sender<WriteJob>,
+    readers: mpsc::Sender<ReadJob>,
+    path: PathBuf,
+}
+
+impl Pool {
+    /// Opens (creating if needed) the database file, applies migrations, and starts the threads.
+    pub fn open(path: &Path, options: &PoolOptions) -> Result<Self, StoreError> {
+        let mut writer_conn = open_connection(path, options, false)?;
+        schema::migrate(&mut writer_conn)?;
+
+        let (writer, writer_rx) = mpsc::channel::<WriteJob>();
+        spawn("angel-sqlite-writer", move || writer_loop(writer_conn, writer_rx))?;
+
+        let (readers, readers_rx) = mpsc::channel::<ReadJob>();
+        let readers_rx = Arc::new(Mutex::new(readers_rx));
+        for i in 0..options.readers.max(1) {
+            let conn = open_connection(path, options, true)?;
+            let rx = Arc::clone(&readers_rx);
+            spawn(&format!("angel-sqlite-reader-{i}"), move || reader_loop(conn, rx))?;
+        }
+        Ok(Self { writer, readers, path: path.to_owned() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a reader connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Internal("a read panicked".into())));
+            let _ = tx.send(result);
+        });
+        self.readers.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `f` on the writer connection inside a savepoint of the current group transaction. Its
+    /// result is delivered only once the group has committed; an `Err` from `f` rolls back `f`'s
+    /// changes alone.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = conn.and_then(|conn| in_savepoint(conn, f));
+            Box::new(move |commit_error| {
+                let _ = tx.send(match commit_error {
+                    Some(error) => Err(error),
+                    None => result,
+                });
+            })
+        });
+        self.writer.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Internal("the database thread has stopped".into())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| StoreError::Internal(format!("cannot start a database thread: {e}")))
+}
+
+fn open_connection(path: &Path, options: &PoolOptions, reader: bool) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(options.busy_timeout).map_err(super::db_error)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let synchronous = match options.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    // Small page caches keep the resident size low; the OS page cache holds the rest of the file.
+    let cache_kib = if reader { 2_000 } else { 4_000 };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{cache_kib};
+         PRAGMA query_only = {};",
+        u8::from(reader)
+    ))
+    .map_err(super::db_error)?;
+    Ok(conn)
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job").map_err(super::db_error)?;
+    let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+    let finish = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    conn.execute_batch(finish).map_err(super::db_error)?;
+    result
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let error = super::db_error(error);
+            for job in group {
+                job(Err(error.clone()))(None);
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = group.into_iter().map(|job| job(Ok(&conn))).collect();
+        let commit_error = conn.execute_batch("COMMIT").err().map(|error| {
+            let _ = conn.execute_batch("ROLLBACK");
+            super::db_error(error)
+        });
+        for complete in completions {
+            complete(commit_error.clone());
+        }
+    }
+}
+
+fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
+    loop {
+        // The lock is held only while waiting for the next job, so readers take turns receiving.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(&conn),
+            Err(_) => return,
+        }
+    }
+}

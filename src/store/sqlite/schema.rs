@@ -1,0 +1,42 @@
+//! Migrations for the SQLite backend, embedded in the binary and applied in order on start.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "foundation", include_str!("migrations/0001_foundation.sql"))];
+
+/// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
+/// against a database migrated by a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at INTEGER NOT NULL
+        )",
+    )
+    .map_err(super::db_error)?;
+    let current: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .map_err(super::db_error)?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > newest {
+        return Err(StoreError::Unavailable(format!(
+            "the database is at schema version {current}, newer than this build knows ({newest}); upgrade angel-memory"
+        )));
+    }
+    let mut applied = 0;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction().map_err(super::db_error)?;
+        tx.execute_batch(sql).map_err(super::db_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![version, name, crate::domain::Timestamp::now().as_micros()],
+        )
+        .map_err(super::db_error)?;
+        tx.commit().map_err(super::db_error)?;
+        applied += 1;
+    }
+    Ok(applied)
+}
