@@ -413,6 +413,8 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Extra context shown under the throughput (e.g. memories/s for batches).
+    note: Option<String>,
 }
 
 impl Row {
@@ -428,6 +430,7 @@ impl Row {
             p50_ms: ms(tally.hist.value_at_quantile(0.50)),
             p99_ms: ms(tally.hist.value_at_quantile(0.99)),
             max_ms: ms(tally.hist.max()),
+            note: None,
         }
     }
 
@@ -441,6 +444,7 @@ impl Row {
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "max_ms": self.max_ms,
+            "note": self.note,
         })
     }
 }
@@ -583,22 +587,12 @@ async fn closed_loop_scenarios(api: &Api, duration: Duration) -> (Vec<(Row, Tall
     if memories.is_empty() {
         println!("!!!!! no memories were created; skipping get and update !!!!!");
     } else {
-        let ids = Arc::new(memories.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
-        let states = vec![(api.clone(), ids); CLIENTS];
-        let (tally, elapsed, _) =
-            closed_loop(states, duration, |(api, ids), deadline| async move {
-                (get_worker(api, ids, deadline).await, ())
-            })
-            .await;
-        results.push(finish(&format!("get ({CLIENTS} clients)"), tally, elapsed));
+        let ids = memories.iter().map(|m| m.id.clone()).collect();
+        let name = format!("get ({CLIENTS} clients)");
+        results.push(run_gets(api, ids, &name, duration).await);
     }
-
-    let states = vec![api.clone(); CLIENTS];
-    let (tally, elapsed, _) = closed_loop(states, duration, |api, deadline| async move {
-        (list_worker(api, deadline).await, ())
-    })
-    .await;
-    results.push(finish(&format!("list ({CLIENTS} clients)"), tally, elapsed));
+    let name = format!("list ({CLIENTS} clients)");
+    results.push(run_lists(api, &name, duration).await);
 
     if !memories.is_empty() {
         let states: Vec<_> = partition(std::mem::take(&mut memories), CLIENTS)
@@ -618,6 +612,24 @@ async fn closed_loop_scenarios(api: &Api, duration: Duration) -> (Vec<(Row, Tall
     }
 
     (results, memories)
+}
+
+async fn run_gets(api: &Api, ids: Vec<String>, name: &str, duration: Duration) -> (Row, Tally) {
+    let states = vec![(api.clone(), Arc::new(ids)); CLIENTS];
+    let (tally, elapsed, _) = closed_loop(states, duration, |(api, ids), deadline| async move {
+        (get_worker(api, ids, deadline).await, ())
+    })
+    .await;
+    finish(name, tally, elapsed)
+}
+
+async fn run_lists(api: &Api, name: &str, duration: Duration) -> (Row, Tally) {
+    let states = vec![api.clone(); CLIENTS];
+    let (tally, elapsed, _) = closed_loop(states, duration, |api, deadline| async move {
+        (list_worker(api, deadline).await, ())
+    })
+    .await;
+    finish(name, tally, elapsed)
 }
 
 fn partition<T>(items: Vec<T>, parts: usize) -> Vec<Vec<T>> {
@@ -706,8 +718,12 @@ async fn fill(api: &Api, already: usize, target: usize) -> Option<(Row, Tally, u
         tally.merge(handle.await.expect("fill task panicked"));
     }
     let name = format!("fill batch x{FILL_BATCH} ({FILL_CLIENTS} cl)");
-    let (row, tally) = finish(&name, tally, started.elapsed());
-    Some((row, tally, done.load(Ordering::Relaxed)))
+    let (mut row, tally) = finish(&name, tally, started.elapsed());
+    let added = done.load(Ordering::Relaxed);
+    let note = format!("{:.0} memories/s", added as f64 / row.elapsed_s);
+    println!("fill: {added} memories added, {note}");
+    row.note = Some(note);
+    Some((row, tally, added))
 }
 
 /// Prints a line each time the fill crosses another 10 %.
@@ -739,21 +755,9 @@ async fn sample_at_size(
 ) -> Vec<(Row, Tally)> {
     let mut results = Vec::new();
     if !ids.is_empty() {
-        let ids = Arc::new(ids);
-        let states = vec![(api.clone(), ids); CLIENTS];
-        let (tally, elapsed, _) =
-            closed_loop(states, duration, |(api, ids), deadline| async move {
-                (get_worker(api, ids, deadline).await, ())
-            })
-            .await;
-        results.push(finish(&format!("get @ {size}"), tally, elapsed));
+        results.push(run_gets(api, ids, &format!("get @ {size}"), duration).await);
     }
-    let states = vec![api.clone(); CLIENTS];
-    let (tally, elapsed, _) = closed_loop(states, duration, |api, deadline| async move {
-        (list_worker(api, deadline).await, ())
-    })
-    .await;
-    results.push(finish(&format!("list @ {size}"), tally, elapsed));
+    results.push(run_lists(api, &format!("list @ {size}"), duration).await);
     results
 }
 
@@ -918,7 +922,7 @@ fn svg_chart(results: &Results) -> String {
     let width = left + group_w * rows.len().max(1) as f64 + 20.0;
     let height = top + plot_h + 110.0;
     let y_max = nice_ceiling(rows.iter().map(|r| r.p99_ms).fold(0.0, f64::max));
-    let y = |ms: f64| top + plot_h - ms / y_max * plot_h;
+    let y = |ms: f64| ((top + plot_h - ms / y_max * plot_h) * 10.0).round() / 10.0;
 
     let mut svg = String::new();
     let _ = writeln!(
@@ -985,11 +989,19 @@ fn svg_chart(results: &Results) -> String {
             base + 38.0,
             row.rps
         );
+        if let Some(note) = &row.note {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{centre}" y="{}" text-anchor="middle">{}</text>"#,
+                base + 56.0,
+                xml_escape(note)
+            );
+        }
         if row.errors > 0 {
             let _ = writeln!(
                 svg,
                 r#"<text x="{centre}" y="{}" text-anchor="middle" fill="red">{} errors!</text>"#,
-                base + 56.0,
+                base + 74.0,
                 row.errors
             );
         }
@@ -1026,7 +1038,7 @@ fn legend(svg: &mut String, x: f64, y: f64) {
 }
 
 fn bar(svg: &mut String, x: f64, w: f64, y_top: f64, y_base: f64, value: f64, colour: &str) {
-    let h = (y_base - y_top).max(1.0);
+    let h = ((y_base - y_top) * 10.0).round().max(10.0) / 10.0;
     let _ = writeln!(
         svg,
         r#"<rect x="{x}" y="{}" width="{w}" height="{h}" fill="{colour}"/><text x="{}" y="{}" text-anchor="middle" font-size="11">{}</text>"#,
@@ -1068,7 +1080,9 @@ fn nice_ceiling(value: f64) -> f64 {
 }
 
 fn format_ms(value: f64) -> String {
-    if value >= 10.0 {
+    if value == 0.0 {
+        "0".to_string()
+    } else if value >= 10.0 {
         format!("{value:.0}")
     } else if value >= 1.0 {
         format!("{value:.1}")

@@ -2,5 +2,10 @@
 //!
 //! Data flows one way: `http` and `cli` parse input into `domain` types and call the `store`.
 
+pub mod cli;
+pub mod config;
 pub mod domain;
+pub mod http;
 pub mod store;
+pub mod telemetry;
+pub mod transfer;

@@ -14,7 +14,10 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn new(position: i64, id: impl Into<String>) -> Self {
-        Self { position, id: id.into() }
+        Self {
+            position,
+            id: id.into(),
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -27,7 +30,10 @@ impl Cursor {
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let rest = text.strip_prefix("v1:").ok_or_else(invalid)?;
         let (position, id) = rest.split_once(':').ok_or_else(invalid)?;
-        Ok(Self { position: position.parse().map_err(|_| invalid())?, id: id.to_owned() })
+        Ok(Self {
+            position: position.parse().map_err(|_| invalid())?,
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -37,7 +43,10 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let c = Cursor::new(1_700_000_000_000_000, "0193a0c4-0000-7000-8000-000000000000");
+        let c = Cursor::new(
+            1_700_000_000_000_000,
+            "0193a0c4-0000-7000-8000-000000000000",
+        );
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("not-a-cursor").is_err());
         assert!(Cursor::decode(&URL_SAFE_NO_PAD.encode("v1:abc:x")).is_err());

@@ -22,7 +22,9 @@ impl KeyId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        Uuid::parse_str(raw).map(Self).map_err(|_| ValidationError::new("key_id", "is not a UUID"))
+        Uuid::parse_str(raw)
+            .map(Self)
+            .map_err(|_| ValidationError::new("key_id", "is not a UUID"))
     }
 }
 
@@ -47,8 +49,14 @@ pub struct KeyName(String);
 impl KeyName {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > 100 || trimmed.chars().any(char::is_control) {
-            return Err(ValidationError::new("name", "must be 1–100 characters without control characters"));
+        if trimmed.is_empty()
+            || trimmed.chars().count() > 100
+            || trimmed.chars().any(char::is_control)
+        {
+            return Err(ValidationError::new(
+                "name",
+                "must be 1–100 characters without control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -82,13 +90,18 @@ impl ApiKeySecret {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        Self(SecretString::from(format!("{}{}", Self::PREFIX, URL_SAFE_NO_PAD.encode(bytes))))
+        Self(SecretString::from(format!(
+            "{}{}",
+            Self::PREFIX,
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
     }
 
     /// Takes a presented bearer token. Format checks are deliberately loose: an unknown token simply
     /// matches no hash.
     pub fn from_presented(token: &str) -> Option<Self> {
-        let ok = !token.is_empty() && token.len() <= 256 && token.bytes().all(|b| b.is_ascii_graphic());
+        let ok =
+            !token.is_empty() && token.len() <= 256 && token.bytes().all(|b| b.is_ascii_graphic());
         ok.then(|| Self(SecretString::from(token.to_owned())))
     }
 
@@ -101,7 +114,11 @@ impl ApiKeySecret {
     }
 
     pub fn visible_prefix(&self) -> String {
-        self.0.expose_secret().chars().take(Self::VISIBLE_CHARS).collect()
+        self.0
+            .expose_secret()
+            .chars()
+            .take(Self::VISIBLE_CHARS)
+            .collect()
     }
 }
 

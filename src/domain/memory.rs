@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::{Timestamp, Uid, ValidationError};
 
 /// Memory ids are UUIDv7: unique without coordination and roughly time-ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
 pub struct MemoryId(Uuid);
 
@@ -20,7 +22,9 @@ impl MemoryId {
     }
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        Uuid::parse_str(raw).map(Self).map_err(|_| ValidationError::new("id", "is not a UUID"))
+        Uuid::parse_str(raw)
+            .map(Self)
+            .map_err(|_| ValidationError::new("id", "is not a UUID"))
     }
 
     pub fn as_uuid(&self) -> &Uuid {
@@ -63,7 +67,10 @@ impl Content {
         if chars > Self::MAX_CHARS {
             return Err(ValidationError::new(
                 "content",
-                format!("is {chars} characters; at most {} are allowed", Self::MAX_CHARS),
+                format!(
+                    "is {chars} characters; at most {} are allowed",
+                    Self::MAX_CHARS
+                ),
             ));
         }
         Ok(Self(trimmed.to_owned()))
@@ -117,11 +124,26 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 4] = [Self::Interesting, Self::System, Self::Manual, Self::Workflow];
+    pub const ALL: [Category; 4] = [
+        Self::Interesting,
+        Self::System,
+        Self::Manual,
+        Self::Workflow,
+    ];
 
     /// Omi's legacy categories, which Omi maps to `system` on write.
-    const LEGACY: [&'static str; 10] =
-        ["core", "hobbies", "lifestyle", "interests", "habits", "work", "skills", "learnings", "other", "auto"];
+    const LEGACY: [&'static str; 10] = [
+        "core",
+        "hobbies",
+        "lifestyle",
+        "interests",
+        "habits",
+        "work",
+        "skills",
+        "learnings",
+        "other",
+        "auto",
+    ];
 
     /// Strict parse for our own API: the four current values, or a legacy value mapped as Omi does.
     /// Anything else is an error (a typo must not silently become a category).
@@ -135,7 +157,9 @@ impl Category {
             legacy if Self::LEGACY.contains(&legacy) => Ok(Self::System),
             _ => Err(ValidationError::new(
                 "category",
-                format!("{raw:?} is not one of interesting, system, manual, workflow (or an Omi legacy category)"),
+                format!(
+                    "{raw:?} is not one of interesting, system, manual, workflow (or an Omi legacy category)"
+                ),
             )),
         }
     }
@@ -181,8 +205,14 @@ pub enum Source {
 }
 
 impl Source {
-    pub const ALL: [Source; 6] =
-        [Self::Manual, Self::Api, Self::OmiConversation, Self::OmiRealtime, Self::OmiDaySummary, Self::Import];
+    pub const ALL: [Source; 6] = [
+        Self::Manual,
+        Self::Api,
+        Self::OmiConversation,
+        Self::OmiRealtime,
+        Self::OmiDaySummary,
+        Self::Import,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -238,7 +268,10 @@ impl FromStr for Visibility {
         match s {
             "private" => Ok(Self::Private),
             "public" => Ok(Self::Public),
-            _ => Err(ValidationError::new("visibility", format!("{s:?} is not one of private, public"))),
+            _ => Err(ValidationError::new(
+                "visibility",
+                format!("{s:?} is not one of private, public"),
+            )),
         }
     }
 }
@@ -254,15 +287,25 @@ impl Tag {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let normalised = raw.split_whitespace().collect::<Vec<_>>().join("-").to_lowercase();
+        let normalised = raw
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("-")
+            .to_lowercase();
         if normalised.is_empty() {
             return Err(ValidationError::new("tags", "a tag must not be empty"));
         }
         if normalised.chars().count() > Self::MAX_CHARS {
-            return Err(ValidationError::new("tags", format!("a tag may have at most {} characters", Self::MAX_CHARS)));
+            return Err(ValidationError::new(
+                "tags",
+                format!("a tag may have at most {} characters", Self::MAX_CHARS),
+            ));
         }
         if normalised.chars().any(|c| c == ',' || c.is_control()) {
-            return Err(ValidationError::new("tags", format!("{raw:?} contains a comma or a control character")));
+            return Err(ValidationError::new(
+                "tags",
+                format!("{raw:?} contains a comma or a control character"),
+            ));
         }
         Ok(Self(normalised))
     }
@@ -295,11 +338,17 @@ impl Tags {
     pub const MAX_COUNT: usize = 50;
 
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, ValidationError> {
-        let mut tags = raw.iter().map(|t| Tag::parse(t.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let mut tags = raw
+            .iter()
+            .map(|t| Tag::parse(t.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         tags.sort();
         tags.dedup();
         if tags.len() > Self::MAX_COUNT {
-            return Err(ValidationError::new("tags", format!("at most {} tags are allowed", Self::MAX_COUNT)));
+            return Err(ValidationError::new(
+                "tags",
+                format!("at most {} tags are allowed", Self::MAX_COUNT),
+            ));
         }
         Ok(Self(tags))
     }
@@ -348,7 +397,9 @@ impl Metadata {
         let serde_json::Value::Object(map) = value else {
             return Err(ValidationError::new("metadata", "must be a JSON object"));
         };
-        let size = serde_json::to_vec(&map).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&map)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > Self::MAX_BYTES {
             return Err(ValidationError::new(
                 "metadata",
@@ -392,7 +443,10 @@ pub struct ConversationId(String);
 
 impl ConversationId {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.is_empty() || raw.len() > 128 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if raw.is_empty()
+            || raw.len() > 128
+            || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ValidationError::new(
                 "conversation_id",
                 "must be 1–128 bytes without whitespace or control characters",
@@ -475,7 +529,10 @@ mod tests {
         assert!(Content::parse(" \n\t ").is_err());
         assert!(Content::parse(&"a".repeat(16_000)).is_ok());
         assert!(Content::parse(&"a".repeat(16_001)).is_err());
-        assert_eq!(Content::parse("x").unwrap().hash(), Content::parse(" x ").unwrap().hash());
+        assert_eq!(
+            Content::parse("x").unwrap().hash(),
+            Content::parse(" x ").unwrap().hash()
+        );
     }
 
     #[test]

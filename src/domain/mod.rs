@@ -12,8 +12,8 @@ pub use cursor::Cursor;
 pub use error::ValidationError;
 pub use key::{ApiKeySecret, KeyId, KeyName};
 pub use memory::{
-    Category, Content, ContentHash, ConversationId, Memory, MemoryId, MemoryVersion, Metadata, Source,
-    Tag, Tags, Visibility,
+    Category, Content, ContentHash, ConversationId, Memory, MemoryId, MemoryVersion, Metadata,
+    Source, Tag, Tags, Visibility,
 };
 pub use time::Timestamp;
 pub use uid::Uid;

@@ -34,7 +34,10 @@ impl Timestamp {
                 return Ok(Self(Utc.from_utc_datetime(&naive).timestamp_micros()));
             }
         }
-        Err(ValidationError::new(field, format!("{raw:?} is not an RFC 3339 date-time")))
+        Err(ValidationError::new(
+            field,
+            format!("{raw:?} is not an RFC 3339 date-time"),
+        ))
     }
 
     pub fn to_datetime(self) -> DateTime<Utc> {
@@ -48,7 +51,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true))
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        )
     }
 }
 
@@ -69,7 +76,9 @@ impl utoipa::PartialSchema for Timestamp {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
             .into()
     }
 }

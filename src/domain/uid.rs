@@ -4,7 +4,9 @@ use std::fmt;
 
 /// An Omi user id: 1–128 bytes, no whitespace or control characters. Compared exactly (no trimming,
 /// no case folding): `" B "` and `"B"` are different inputs, and the first is rejected.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String)]
 pub struct Uid(String);
@@ -18,10 +20,16 @@ impl Uid {
             return Err(ValidationError::new("uid", "must not be empty"));
         }
         if raw.len() > Self::MAX_BYTES {
-            return Err(ValidationError::new("uid", format!("must be at most {} bytes", Self::MAX_BYTES)));
+            return Err(ValidationError::new(
+                "uid",
+                format!("must be at most {} bytes", Self::MAX_BYTES),
+            ));
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ValidationError::new("uid", "must not contain whitespace or control characters"));
+            return Err(ValidationError::new(
+                "uid",
+                "must not contain whitespace or control characters",
+            ));
         }
         Ok(Self(raw))
     }
@@ -69,7 +77,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_uids() {
-        for bad in ["", " B ", "a b", "tab\there", "nul\0", &"x".repeat(129), &"é".repeat(65)] {
+        for bad in [
+            "",
+            " B ",
+            "a b",
+            "tab\there",
+            "nul\0",
+            &"x".repeat(129),
+            &"é".repeat(65),
+        ] {
             assert!(Uid::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

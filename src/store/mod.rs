@@ -7,8 +7,29 @@ mod types;
 pub use types::*;
 
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, DatabaseLocation};
 
 use crate::domain::{KeyId, Memory, MemoryId, MemoryVersion, Timestamp, Uid};
+
+/// Opens the database the configuration names.
+pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let location = config
+        .database()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    match location {
+        DatabaseLocation::Sqlite(path) => {
+            let options = sqlite::PoolOptions {
+                readers: config.sqlite.readers,
+                synchronous: config.sqlite.synchronous,
+                busy_timeout: Duration::from_millis(config.sqlite.busy_timeout_ms),
+            };
+            Ok(Arc::new(sqlite::SqliteStore::open(&path, &options)?))
+        }
+    }
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -23,15 +44,30 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError>;
     /// Erases the user and everything they own (memories, versions, keys, audit trail).
     async fn delete_user(&self, uid: &Uid) -> Result<(), StoreError>;
-    async fn create_key(&self, uid: &Uid, key: NewApiKey, ctx: &Context) -> Result<ApiKeyInfo, StoreError>;
+    async fn create_key(
+        &self,
+        uid: &Uid,
+        key: NewApiKey,
+        ctx: &Context,
+    ) -> Result<ApiKeyInfo, StoreError>;
     async fn list_keys(&self, uid: &Uid) -> Result<Vec<ApiKeyInfo>, StoreError>;
-    async fn revoke_key(&self, uid: &Uid, key_id: KeyId, ctx: &Context) -> Result<ApiKeyInfo, StoreError>;
+    async fn revoke_key(
+        &self,
+        uid: &Uid,
+        key_id: KeyId,
+        ctx: &Context,
+    ) -> Result<ApiKeyInfo, StoreError>;
     /// Finds the live (unrevoked) key with this hash.
     async fn authenticate(&self, key_hash: &str) -> Result<Option<Principal>, StoreError>;
     async fn touch_key(&self, uid: &Uid, key_id: KeyId, at: Timestamp) -> Result<(), StoreError>;
 
     // Memories.
-    async fn create_memory(&self, uid: &Uid, new: NewMemory, ctx: &Context) -> Result<Created, StoreError>;
+    async fn create_memory(
+        &self,
+        uid: &Uid,
+        new: NewMemory,
+        ctx: &Context,
+    ) -> Result<Created, StoreError>;
     /// Each item succeeds or fails on its own.
     async fn create_memories(
         &self,
@@ -41,7 +77,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Result<Created, StoreError>>, StoreError>;
     /// Returns the memory whether or not it is soft-deleted.
     async fn get_memory(&self, uid: &Uid, id: MemoryId) -> Result<Memory, StoreError>;
-    async fn list_memories(&self, uid: &Uid, query: &ListQuery) -> Result<Page<Memory>, StoreError>;
+    async fn list_memories(&self, uid: &Uid, query: &ListQuery)
+    -> Result<Page<Memory>, StoreError>;
     async fn update_memory(
         &self,
         uid: &Uid,
@@ -64,8 +101,17 @@ pub trait Store: Send + Sync + 'static {
         ids: Vec<MemoryId>,
         ctx: &Context,
     ) -> Result<Vec<Result<Deleted, StoreError>>, StoreError>;
-    async fn restore_memory(&self, uid: &Uid, id: MemoryId, ctx: &Context) -> Result<Memory, StoreError>;
-    async fn memory_versions(&self, uid: &Uid, id: MemoryId) -> Result<Vec<MemoryVersion>, StoreError>;
+    async fn restore_memory(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        ctx: &Context,
+    ) -> Result<Memory, StoreError>;
+    async fn memory_versions(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+    ) -> Result<Vec<MemoryVersion>, StoreError>;
     /// Hard-deletes memories soft-deleted before `deleted_before`, with their versions and tags; the
     /// audit trail keeps a `memory.purge` record without content. `None` purges every user.
     async fn purge_deleted(
@@ -76,10 +122,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<PurgeReport, StoreError>;
 
     async fn stats(&self, uid: &Uid) -> Result<Stats, StoreError>;
-    async fn audit_events(&self, uid: &Uid, page: PageRequest) -> Result<Page<AuditEvent>, StoreError>;
+    async fn audit_events(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError>;
 
     /// Memories with their full history, in a stable order, for export.
-    async fn export_memories(&self, uid: &Uid, page: PageRequest) -> Result<Page<ExportedMemory>, StoreError>;
+    async fn export_memories(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<ExportedMemory>, StoreError>;
     /// All-or-nothing: either every record is applied (or reported as skipped) or nothing is written.
     async fn import_memories(
         &self,
@@ -97,7 +151,12 @@ pub trait Store: Send + Sync + 'static {
         stale_before: Timestamp,
         expired_before: Timestamp,
     ) -> Result<IdempotencyBegin, StoreError>;
-    async fn idempotency_complete(&self, uid: &Uid, key: &str, response: StoredResponse) -> Result<(), StoreError>;
+    async fn idempotency_complete(
+        &self,
+        uid: &Uid,
+        key: &str,
+        response: StoredResponse,
+    ) -> Result<(), StoreError>;
     async fn idempotency_abandon(&self, uid: &Uid, key: &str) -> Result<(), StoreError>;
     async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError>;
 }

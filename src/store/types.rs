@@ -5,8 +5,8 @@ use thiserror::Error;
 use utoipa::ToSchema;
 
 use crate::domain::{
-    Category, Content, ConversationId, Cursor, KeyId, KeyName, Memory, MemoryId, MemoryVersion, Metadata,
-    Source, Tag, Tags, Timestamp, Uid, Visibility,
+    Category, Content, ConversationId, Cursor, KeyId, KeyName, Memory, MemoryId, MemoryVersion,
+    Metadata, Source, Tag, Tags, Timestamp, Uid, Visibility,
 };
 
 #[derive(Debug, Clone, Error)]

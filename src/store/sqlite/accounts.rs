@@ -5,7 +5,9 @@ use serde_json::json;
 
 use super::{audit, db_error, is_constraint_violation, stored};
 use crate::domain::{Cursor, KeyId, KeyName, Timestamp, Uid};
-use crate::store::{ApiKeyInfo, Context, NewApiKey, Page, PageRequest, Principal, StoreError, User};
+use crate::store::{
+    ApiKeyInfo, Context, NewApiKey, Page, PageRequest, Principal, StoreError, User,
+};
 
 pub fn user_exists(conn: &Connection, uid: &Uid) -> Result<bool, StoreError> {
     conn.prepare_cached("SELECT 1 FROM users WHERE uid = ?1")
@@ -14,33 +16,53 @@ pub fn user_exists(conn: &Connection, uid: &Uid) -> Result<bool, StoreError> {
 }
 
 pub fn require_user(conn: &Connection, uid: &Uid) -> Result<(), StoreError> {
-    if user_exists(conn, uid)? { Ok(()) } else { Err(StoreError::UnknownUser) }
+    if user_exists(conn, uid)? {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownUser)
+    }
 }
 
 pub fn create_user(conn: &Connection, uid: &Uid) -> Result<User, StoreError> {
-    let user = User { uid: uid.clone(), created_at: Timestamp::now() };
-    conn.execute("INSERT INTO users (uid, created_at) VALUES (?1, ?2)", params![uid.as_str(), user.created_at.as_micros()])
-        .map_err(|e| {
-            if is_constraint_violation(&e) {
-                StoreError::Conflict(format!("user {uid} already exists"))
-            } else {
-                db_error(e)
-            }
-        })?;
+    let user = User {
+        uid: uid.clone(),
+        created_at: Timestamp::now(),
+    };
+    conn.execute(
+        "INSERT INTO users (uid, created_at) VALUES (?1, ?2)",
+        params![uid.as_str(), user.created_at.as_micros()],
+    )
+    .map_err(|e| {
+        if is_constraint_violation(&e) {
+            StoreError::Conflict(format!("user {uid} already exists"))
+        } else {
+            db_error(e)
+        }
+    })?;
     Ok(user)
 }
 
 pub fn get_user(conn: &Connection, uid: &Uid) -> Result<User, StoreError> {
-    conn.query_row("SELECT created_at FROM users WHERE uid = ?1", [uid.as_str()], |r| {
-        Ok(User { uid: uid.clone(), created_at: Timestamp::from_micros(r.get(0)?) })
-    })
+    conn.query_row(
+        "SELECT created_at FROM users WHERE uid = ?1",
+        [uid.as_str()],
+        |r| {
+            Ok(User {
+                uid: uid.clone(),
+                created_at: Timestamp::from_micros(r.get(0)?),
+            })
+        },
+    )
     .optional()
     .map_err(db_error)?
     .ok_or(StoreError::NotFound)
 }
 
 pub fn list_users(conn: &Connection, page: &PageRequest) -> Result<Page<User>, StoreError> {
-    let (after_at, after_uid) = page.after.as_ref().map_or((i64::MIN, String::new()), |c| (c.position, c.id.clone()));
+    let (after_at, after_uid) = page
+        .after
+        .as_ref()
+        .map_or((i64::MIN, String::new()), |c| (c.position, c.id.clone()));
     let mut stmt = conn
         .prepare_cached(
             "SELECT uid, created_at FROM users WHERE (created_at, uid) > (?1, ?2)
@@ -48,15 +70,23 @@ pub fn list_users(conn: &Connection, page: &PageRequest) -> Result<Page<User>, S
         )
         .map_err(db_error)?;
     let mut items = stmt
-        .query_map(params![after_at, after_uid, i64::from(page.limit) + 1], |r| {
-            let uid: String = r.get(0)?;
-            Ok(User { uid: stored(Uid::parse(uid))?, created_at: Timestamp::from_micros(r.get(1)?) })
-        })
+        .query_map(
+            params![after_at, after_uid, i64::from(page.limit) + 1],
+            |r| {
+                let uid: String = r.get(0)?;
+                Ok(User {
+                    uid: stored(Uid::parse(uid))?,
+                    created_at: Timestamp::from_micros(r.get(1)?),
+                })
+            },
+        )
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(db_error)?;
     let next_cursor = if items.len() > page.limit as usize {
         items.truncate(page.limit as usize);
-        items.last().map(|u| Cursor::new(u.created_at.as_micros(), u.uid.as_str()))
+        items
+            .last()
+            .map(|u| Cursor::new(u.created_at.as_micros(), u.uid.as_str()))
     } else {
         None
     };
@@ -65,8 +95,20 @@ pub fn list_users(conn: &Connection, page: &PageRequest) -> Result<Page<User>, S
 
 pub fn delete_user(conn: &Connection, uid: &Uid) -> Result<(), StoreError> {
     require_user(conn, uid).map_err(|_| StoreError::NotFound)?;
-    for table in ["memory_tags", "memory_versions", "memories", "audit_events", "idempotency_keys", "api_keys", "users"] {
-        conn.execute(&format!("DELETE FROM {table} WHERE uid = ?1"), [uid.as_str()]).map_err(db_error)?;
+    for table in [
+        "memory_tags",
+        "memory_versions",
+        "memories",
+        "audit_events",
+        "idempotency_keys",
+        "api_keys",
+        "users",
+    ] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE uid = ?1"),
+            [uid.as_str()],
+        )
+        .map_err(db_error)?;
     }
     Ok(())
 }
@@ -99,7 +141,12 @@ fn get_key(conn: &Connection, uid: &Uid, key_id: KeyId) -> Result<ApiKeyInfo, St
     .ok_or(StoreError::NotFound)
 }
 
-pub fn create_key(conn: &Connection, uid: &Uid, key: NewApiKey, ctx: &Context) -> Result<ApiKeyInfo, StoreError> {
+pub fn create_key(
+    conn: &Connection,
+    uid: &Uid,
+    key: NewApiKey,
+    ctx: &Context,
+) -> Result<ApiKeyInfo, StoreError> {
     require_user(conn, uid)?;
     let created_at = Timestamp::now();
     conn.execute(
@@ -107,14 +154,23 @@ pub fn create_key(conn: &Connection, uid: &Uid, key: NewApiKey, ctx: &Context) -
         params![uid.as_str(), key.id.to_string(), key.name.as_str(), key.prefix, key.hash, created_at.as_micros()],
     )
     .map_err(db_error)?;
-    audit::append(conn, uid, "key.create", None, ctx, json!({"key_id": key.id, "name": key.name, "prefix": key.prefix}))?;
+    audit::append(
+        conn,
+        uid,
+        "key.create",
+        None,
+        ctx,
+        json!({"key_id": key.id, "name": key.name, "prefix": key.prefix}),
+    )?;
     get_key(conn, uid, key.id)
 }
 
 pub fn list_keys(conn: &Connection, uid: &Uid) -> Result<Vec<ApiKeyInfo>, StoreError> {
     require_user(conn, uid).map_err(|_| StoreError::NotFound)?;
     let mut stmt = conn
-        .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE uid = ?1 ORDER BY created_at, id"))
+        .prepare_cached(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE uid = ?1 ORDER BY created_at, id"
+        ))
         .map_err(db_error)?;
     stmt.query_map([uid.as_str()], key_from_row)
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -122,15 +178,31 @@ pub fn list_keys(conn: &Connection, uid: &Uid) -> Result<Vec<ApiKeyInfo>, StoreE
 }
 
 /// Revoking twice is harmless: the first revocation time stays.
-pub fn revoke_key(conn: &Connection, uid: &Uid, key_id: KeyId, ctx: &Context) -> Result<ApiKeyInfo, StoreError> {
+pub fn revoke_key(
+    conn: &Connection,
+    uid: &Uid,
+    key_id: KeyId,
+    ctx: &Context,
+) -> Result<ApiKeyInfo, StoreError> {
     let changed = conn
         .execute(
             "UPDATE api_keys SET revoked_at = ?3 WHERE uid = ?1 AND id = ?2 AND revoked_at IS NULL",
-            params![uid.as_str(), key_id.to_string(), Timestamp::now().as_micros()],
+            params![
+                uid.as_str(),
+                key_id.to_string(),
+                Timestamp::now().as_micros()
+            ],
         )
         .map_err(db_error)?;
     if changed > 0 {
-        audit::append(conn, uid, "key.revoke", None, ctx, json!({"key_id": key_id}))?;
+        audit::append(
+            conn,
+            uid,
+            "key.revoke",
+            None,
+            ctx,
+            json!({"key_id": key_id}),
+        )?;
     }
     get_key(conn, uid, key_id)
 }
@@ -141,14 +213,22 @@ pub fn authenticate(conn: &Connection, key_hash: &str) -> Result<Option<Principa
             s.query_row([key_hash], |r| {
                 let uid: String = r.get(0)?;
                 let id: String = r.get(1)?;
-                Ok(Principal { uid: stored(Uid::parse(uid))?, key_id: stored(KeyId::parse(&id))? })
+                Ok(Principal {
+                    uid: stored(Uid::parse(uid))?,
+                    key_id: stored(KeyId::parse(&id))?,
+                })
             })
             .optional()
         })
         .map_err(db_error)
 }
 
-pub fn touch_key(conn: &Connection, uid: &Uid, key_id: KeyId, at: Timestamp) -> Result<(), StoreError> {
+pub fn touch_key(
+    conn: &Connection,
+    uid: &Uid,
+    key_id: KeyId,
+    at: Timestamp,
+) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE api_keys SET last_used_at = ?3 WHERE uid = ?1 AND id = ?2")
         .and_then(|mut s| s.execute(params![uid.as_str(), key_id.to_string(), at.as_micros()]))
         .map_err(db_error)?;

@@ -39,7 +39,11 @@ pub fn append(
 }
 
 /// Newest first.
-pub fn page(conn: &Connection, uid: &Uid, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+pub fn page(
+    conn: &Connection,
+    uid: &Uid,
+    page: &PageRequest,
+) -> Result<Page<AuditEvent>, StoreError> {
     let before = page.after.as_ref().map_or(i64::MAX, |c| c.position);
     let mut stmt = conn
         .prepare_cached(
@@ -48,19 +52,24 @@ pub fn page(conn: &Connection, uid: &Uid, page: &PageRequest) -> Result<Page<Aud
         )
         .map_err(db_error)?;
     let mut items = stmt
-        .query_map(params![uid.as_str(), before, i64::from(page.limit) + 1], |r| {
-            let memory_id: Option<String> = r.get(3)?;
-            let details: String = r.get(6)?;
-            Ok(AuditEvent {
-                seq: r.get(0)?,
-                at: Timestamp::from_micros(r.get(1)?),
-                action: r.get(2)?,
-                memory_id: memory_id.map(|id| stored(MemoryId::parse(&id))).transpose()?,
-                actor: r.get(4)?,
-                request_id: r.get(5)?,
-                details: serde_json::from_str(&details).unwrap_or_default(),
-            })
-        })
+        .query_map(
+            params![uid.as_str(), before, i64::from(page.limit) + 1],
+            |r| {
+                let memory_id: Option<String> = r.get(3)?;
+                let details: String = r.get(6)?;
+                Ok(AuditEvent {
+                    seq: r.get(0)?,
+                    at: Timestamp::from_micros(r.get(1)?),
+                    action: r.get(2)?,
+                    memory_id: memory_id
+                        .map(|id| stored(MemoryId::parse(&id)))
+                        .transpose()?,
+                    actor: r.get(4)?,
+                    request_id: r.get(5)?,
+                    details: serde_json::from_str(&details).unwrap_or_default(),
+                })
+            },
+        )
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(db_error)?;
     let next_cursor = if items.len() > page.limit as usize {

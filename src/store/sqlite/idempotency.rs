@@ -16,7 +16,15 @@ pub fn begin(
     stale_before: Timestamp,
     expired_before: Timestamp,
 ) -> Result<IdempotencyBegin, StoreError> {
-    type Row = (String, String, Option<u16>, Option<String>, Option<String>, Option<Vec<u8>>, i64);
+    type Row = (
+        String,
+        String,
+        Option<u16>,
+        Option<String>,
+        Option<String>,
+        Option<Vec<u8>>,
+        i64,
+    );
     let existing: Option<Row> = conn
         .prepare_cached(
             "SELECT fingerprint, state, status, content_type, location, body, created_at
@@ -24,7 +32,15 @@ pub fn begin(
         )
         .and_then(|mut s| {
             s.query_row(params![uid.as_str(), key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })
             .optional()
         })
@@ -34,11 +50,20 @@ pub fn begin(
             "INSERT OR REPLACE INTO idempotency_keys (uid, key, fingerprint, state, created_at)
              VALUES (?1, ?2, ?3, 'in_flight', ?4)",
         )
-        .and_then(|mut s| s.execute(params![uid.as_str(), key, fingerprint, Timestamp::now().as_micros()]))
+        .and_then(|mut s| {
+            s.execute(params![
+                uid.as_str(),
+                key,
+                fingerprint,
+                Timestamp::now().as_micros()
+            ])
+        })
         .map_err(db_error)
         .map(|_| IdempotencyBegin::Started)
     };
-    let Some((stored_fingerprint, state, status, content_type, location, body, created_at)) = existing else {
+    let Some((stored_fingerprint, state, status, content_type, location, body, created_at)) =
+        existing
+    else {
         return claim(conn);
     };
     let created_at = Timestamp::from_micros(created_at);
@@ -59,7 +84,12 @@ pub fn begin(
     }
 }
 
-pub fn complete(conn: &Connection, uid: &Uid, key: &str, response: &StoredResponse) -> Result<(), StoreError> {
+pub fn complete(
+    conn: &Connection,
+    uid: &Uid,
+    key: &str,
+    response: &StoredResponse,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE idempotency_keys SET state = 'completed', status = ?3, content_type = ?4, location = ?5, body = ?6
          WHERE uid = ?1 AND key = ?2",
@@ -72,14 +102,19 @@ pub fn complete(conn: &Connection, uid: &Uid, key: &str, response: &StoredRespon
 }
 
 pub fn abandon(conn: &Connection, uid: &Uid, key: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM idempotency_keys WHERE uid = ?1 AND key = ?2 AND state = 'in_flight'")
-        .and_then(|mut s| s.execute(params![uid.as_str(), key]))
-        .map_err(db_error)?;
+    conn.prepare_cached(
+        "DELETE FROM idempotency_keys WHERE uid = ?1 AND key = ?2 AND state = 'in_flight'",
+    )
+    .and_then(|mut s| s.execute(params![uid.as_str(), key]))
+    .map_err(db_error)?;
     Ok(())
 }
 
 pub fn purge(conn: &Connection, created_before: Timestamp) -> Result<u64, StoreError> {
-    conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [created_before.as_micros()])
-        .map(|n| n as u64)
-        .map_err(db_error)
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < ?1",
+        [created_before.as_micros()],
+    )
+    .map(|n| n as u64)
+    .map_err(db_error)
 }

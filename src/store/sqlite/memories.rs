@@ -8,12 +8,12 @@ use std::str::FromStr;
 
 use super::{accounts, audit, db_error, stored};
 use crate::domain::{
-    Category, Content, ContentHash, ConversationId, Cursor, Memory, MemoryId, MemoryVersion, Metadata, Source,
-    Tags, Timestamp, Uid, Visibility,
+    Category, Content, ContentHash, ConversationId, Cursor, Memory, MemoryId, MemoryVersion,
+    Metadata, Source, Tags, Timestamp, Uid, Visibility,
 };
 use crate::store::{
-    Context, Created, Deleted, ExportedMemory, ImportReport, ImportSkip, ListQuery, MemoryPatch, NewMemory, Page,
-    PageRequest, SortOrder, StateFilter, Stats, StoreError, TagMatch,
+    Context, Created, Deleted, ExportedMemory, ImportReport, ImportSkip, ListQuery, MemoryPatch,
+    NewMemory, Page, PageRequest, SortOrder, StateFilter, Stats, StoreError, TagMatch,
 };
 
 const COLUMNS: &str = "id, uid, content, category, tags, visibility, source, conversation_id, metadata, \
@@ -37,7 +37,9 @@ fn memory_from_row(r: &Row<'_>) -> rusqlite::Result<Memory> {
         tags: Tags::from_stored_json(&tags),
         visibility: stored(Visibility::from_str(&visibility))?,
         source: stored(Source::from_str(&source))?,
-        conversation_id: conversation_id.map(|c| stored(ConversationId::parse(&c))).transpose()?,
+        conversation_id: conversation_id
+            .map(|c| stored(ConversationId::parse(&c)))
+            .transpose()?,
         metadata: Metadata::from_stored_json(&metadata),
         occurred_at: Timestamp::from_micros(r.get(9)?),
         created_at: Timestamp::from_micros(r.get(10)?),
@@ -64,7 +66,9 @@ fn version_from_row(r: &Row<'_>) -> rusqlite::Result<MemoryVersion> {
         category: stored(Category::parse(&category))?,
         tags: Tags::from_stored_json(&tags),
         visibility: stored(Visibility::from_str(&visibility))?,
-        conversation_id: conversation_id.map(|c| stored(ConversationId::parse(&c))).transpose()?,
+        conversation_id: conversation_id
+            .map(|c| stored(ConversationId::parse(&c)))
+            .transpose()?,
         metadata: Metadata::from_stored_json(&metadata),
         occurred_at: Timestamp::from_micros(r.get(9)?),
         created_at: Timestamp::from_micros(r.get(10)?),
@@ -72,17 +76,29 @@ fn version_from_row(r: &Row<'_>) -> rusqlite::Result<MemoryVersion> {
 }
 
 pub fn get(conn: &Connection, uid: &Uid, id: MemoryId) -> Result<Memory, StoreError> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM memories WHERE uid = ?1 AND id = ?2"))
-        .and_then(|mut s| s.query_row(params![uid.as_str(), id.to_string()], memory_from_row).optional())
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE uid = ?1 AND id = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![uid.as_str(), id.to_string()], memory_from_row)
+            .optional()
+    })
+    .map_err(db_error)?
+    .ok_or(StoreError::NotFound)
 }
 
-fn active_with_hash(conn: &Connection, uid: &Uid, hash: &ContentHash) -> Result<Option<Memory>, StoreError> {
+fn active_with_hash(
+    conn: &Connection,
+    uid: &Uid,
+    hash: &ContentHash,
+) -> Result<Option<Memory>, StoreError> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM memories WHERE uid = ?1 AND content_hash = ?2 AND deleted_at IS NULL"
     ))
-    .and_then(|mut s| s.query_row(params![uid.as_str(), hash.as_str()], memory_from_row).optional())
+    .and_then(|mut s| {
+        s.query_row(params![uid.as_str(), hash.as_str()], memory_from_row)
+            .optional()
+    })
     .map_err(db_error)
 }
 
@@ -148,7 +164,9 @@ fn replace_tags(conn: &Connection, uid: &Uid, id: MemoryId, tags: &Tags) -> Resu
         .prepare_cached("INSERT INTO memory_tags (uid, tag, memory_id) VALUES (?1, ?2, ?3)")
         .map_err(db_error)?;
     for tag in tags.iter() {
-        insert.execute(params![uid.as_str(), tag.as_str(), id]).map_err(db_error)?;
+        insert
+            .execute(params![uid.as_str(), tag.as_str(), id])
+            .map_err(db_error)?;
     }
     Ok(())
 }
@@ -170,7 +188,12 @@ fn snapshot(m: &Memory, written_at: Timestamp) -> MemoryVersion {
     }
 }
 
-pub fn create(conn: &Connection, uid: &Uid, new: NewMemory, ctx: &Context) -> Result<Created, StoreError> {
+pub fn create(
+    conn: &Connection,
+    uid: &Uid,
+    new: NewMemory,
+    ctx: &Context,
+) -> Result<Created, StoreError> {
     accounts::require_user(conn, uid)?;
     let content_hash = new.content.hash();
     if let Some(existing) = active_with_hash(conn, uid, &content_hash)? {
@@ -197,7 +220,14 @@ pub fn create(conn: &Connection, uid: &Uid, new: NewMemory, ctx: &Context) -> Re
     insert_row(conn, &memory)?;
     insert_version(conn, uid, &snapshot(&memory, now))?;
     replace_tags(conn, uid, memory.id, &memory.tags)?;
-    audit::append(conn, uid, "memory.create", Some(memory.id), ctx, json!({"version": 1, "source": memory.source}))?;
+    audit::append(
+        conn,
+        uid,
+        "memory.create",
+        Some(memory.id),
+        ctx,
+        json!({"version": 1, "source": memory.source}),
+    )?;
     Ok(Created::New(memory))
 }
 
@@ -214,7 +244,9 @@ pub fn update(
         return Err(StoreError::Deleted);
     }
     if current.version != expected_version {
-        return Err(StoreError::VersionConflict { current: current.version });
+        return Err(StoreError::VersionConflict {
+            current: current.version,
+        });
     }
     let mut next = current.clone();
     let mut changed: Vec<&str> = Vec::new();
@@ -250,7 +282,10 @@ pub fn update(
     if changed.contains(&"content")
         && let Some(other) = active_with_hash(conn, uid, &next.content_hash)?
     {
-        return Err(StoreError::Conflict(format!("memory {} already has this content", other.id)));
+        return Err(StoreError::Conflict(format!(
+            "memory {} already has this content",
+            other.id
+        )));
     }
     let now = Timestamp::now();
     next.version += 1;
@@ -279,13 +314,22 @@ pub fn update(
         })
         .map_err(db_error)?;
     if rows != 1 {
-        return Err(StoreError::VersionConflict { current: get(conn, uid, id)?.version });
+        return Err(StoreError::VersionConflict {
+            current: get(conn, uid, id)?.version,
+        });
     }
     insert_version(conn, uid, &snapshot(&next, now))?;
     if changed.contains(&"tags") {
         replace_tags(conn, uid, id, &next.tags)?;
     }
-    audit::append(conn, uid, "memory.update", Some(id), ctx, json!({"version": next.version, "changed": changed}))?;
+    audit::append(
+        conn,
+        uid,
+        "memory.update",
+        Some(id),
+        ctx,
+        json!({"version": next.version, "changed": changed}),
+    )?;
     Ok(next)
 }
 
@@ -300,7 +344,9 @@ pub fn delete(
     if let Some(expected) = expected_version
         && expected != memory.version
     {
-        return Err(StoreError::VersionConflict { current: memory.version });
+        return Err(StoreError::VersionConflict {
+            current: memory.version,
+        });
     }
     if memory.is_deleted() {
         return Ok(Deleted::Already(memory));
@@ -309,28 +355,54 @@ pub fn delete(
     conn.prepare_cached("UPDATE memories SET deleted_at = ?3 WHERE uid = ?1 AND id = ?2")
         .and_then(|mut s| s.execute(params![uid.as_str(), id.to_string(), now.as_micros()]))
         .map_err(db_error)?;
-    audit::append(conn, uid, "memory.delete", Some(id), ctx, json!({"version": memory.version}))?;
+    audit::append(
+        conn,
+        uid,
+        "memory.delete",
+        Some(id),
+        ctx,
+        json!({"version": memory.version}),
+    )?;
     memory.deleted_at = Some(now);
     Ok(Deleted::Now(memory))
 }
 
-pub fn restore(conn: &Connection, uid: &Uid, id: MemoryId, ctx: &Context) -> Result<Memory, StoreError> {
+pub fn restore(
+    conn: &Connection,
+    uid: &Uid,
+    id: MemoryId,
+    ctx: &Context,
+) -> Result<Memory, StoreError> {
     let mut memory = get(conn, uid, id)?;
     if !memory.is_deleted() {
         return Ok(memory);
     }
     if let Some(other) = active_with_hash(conn, uid, &memory.content_hash)? {
-        return Err(StoreError::Conflict(format!("memory {} already has this content", other.id)));
+        return Err(StoreError::Conflict(format!(
+            "memory {} already has this content",
+            other.id
+        )));
     }
     conn.prepare_cached("UPDATE memories SET deleted_at = NULL WHERE uid = ?1 AND id = ?2")
         .and_then(|mut s| s.execute(params![uid.as_str(), id.to_string()]))
         .map_err(db_error)?;
-    audit::append(conn, uid, "memory.restore", Some(id), ctx, json!({"version": memory.version}))?;
+    audit::append(
+        conn,
+        uid,
+        "memory.restore",
+        Some(id),
+        ctx,
+        json!({"version": memory.version}),
+    )?;
     memory.deleted_at = None;
     Ok(memory)
 }
 
-pub fn versions(conn: &Connection, uid: &Uid, id: MemoryId) -> Result<Vec<MemoryVersion>, StoreError> {
+pub fn versions(
+    conn: &Connection,
+    uid: &Uid,
+    id: MemoryId,
+) -> Result<Vec<MemoryVersion>, StoreError> {
     let versions = conn
         .prepare_cached(
             "SELECT memory_id, version, content, content_hash, category, tags, visibility, conversation_id,
@@ -341,7 +413,11 @@ pub fn versions(conn: &Connection, uid: &Uid, id: MemoryId) -> Result<Vec<Memory
             s.query_map(params![uid.as_str(), id.to_string()], version_from_row)?.collect::<Result<Vec<_>, _>>()
         })
         .map_err(db_error)?;
-    if versions.is_empty() { Err(StoreError::NotFound) } else { Ok(versions) }
+    if versions.is_empty() {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(versions)
+    }
 }
 
 pub fn list(conn: &Connection, uid: &Uid, q: &ListQuery) -> Result<Page<Memory>, StoreError> {
@@ -399,7 +475,10 @@ pub fn list(conn: &Connection, uid: &Uid, q: &ListQuery) -> Result<Page<Memory>,
 
     let mut items = conn
         .prepare_cached(&sql)
-        .and_then(|mut s| s.query_map(params_from_iter(args), memory_from_row)?.collect::<Result<Vec<_>, _>>())
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(args), memory_from_row)?
+                .collect::<Result<Vec<_>, _>>()
+        })
         .map_err(db_error)?;
     Ok(paginate(&mut items, q.page.limit))
 }
@@ -408,11 +487,16 @@ pub fn list(conn: &Connection, uid: &Uid, q: &ListQuery) -> Result<Page<Memory>,
 fn paginate(items: &mut Vec<Memory>, limit: u32) -> Page<Memory> {
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|m| Cursor::new(m.created_at.as_micros(), m.id.to_string()))
+        items
+            .last()
+            .map(|m| Cursor::new(m.created_at.as_micros(), m.id.to_string()))
     } else {
         None
     };
-    Page { items: std::mem::take(items), next_cursor }
+    Page {
+        items: std::mem::take(items),
+        next_cursor,
+    }
 }
 
 /// Purges up to `batch` memories soft-deleted before the cutoff. Returns how many it purged.
@@ -441,12 +525,21 @@ pub fn purge_batch(
             "DELETE FROM memory_versions WHERE uid = ?1 AND memory_id = ?2",
             "DELETE FROM memories WHERE uid = ?1 AND id = ?2",
         ] {
-            conn.prepare_cached(table_sql).and_then(|mut s| s.execute(params![owner, id])).map_err(db_error)?;
+            conn.prepare_cached(table_sql)
+                .and_then(|mut s| s.execute(params![owner, id]))
+                .map_err(db_error)?;
         }
         let owner = stored(Uid::parse(owner.clone())).map_err(db_error)?;
         let memory_id = MemoryId::parse(id).map_err(|e| StoreError::Internal(e.to_string()))?;
         let deleted_at = deleted_at.map(Timestamp::from_micros);
-        audit::append(conn, &owner, "memory.purge", Some(memory_id), ctx, json!({"deleted_at": deleted_at}))?;
+        audit::append(
+            conn,
+            &owner,
+            "memory.purge",
+            Some(memory_id),
+            ctx,
+            json!({"deleted_at": deleted_at}),
+        )?;
     }
     Ok(victims.len() as u64)
 }
@@ -472,12 +565,16 @@ pub fn stats(conn: &Connection, uid: &Uid) -> Result<Stats, StoreError> {
         let category: String = r.get(1).map_err(db_error)?;
         let source: String = r.get(2).map_err(db_error)?;
         let bytes: i64 = r.get(4).map_err(db_error)?;
-        let (oldest, newest): (i64, i64) = (r.get(5).map_err(db_error)?, r.get(6).map_err(db_error)?);
+        let (oldest, newest): (i64, i64) =
+            (r.get(5).map_err(db_error)?, r.get(6).map_err(db_error)?);
         stats.active += count;
         stats.bytes += bytes as u64;
         *stats.by_category.entry(category).or_default() += count;
         *stats.by_source.entry(source).or_default() += count;
-        let (oldest, newest) = (Timestamp::from_micros(oldest), Timestamp::from_micros(newest));
+        let (oldest, newest) = (
+            Timestamp::from_micros(oldest),
+            Timestamp::from_micros(newest),
+        );
         stats.oldest = Some(stats.oldest.map_or(oldest, |o| o.min(oldest)));
         stats.newest = Some(stats.newest.map_or(newest, |n| n.max(newest)));
     }
@@ -489,18 +586,28 @@ pub fn stats(conn: &Connection, uid: &Uid) -> Result<Stats, StoreError> {
              GROUP BY t.tag ORDER BY COUNT(*) DESC, t.tag LIMIT 100",
         )
         .and_then(|mut s| {
-            s.query_map([uid.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
-                .collect::<Result<BTreeMap<_, _>, _>>()
+            s.query_map([uid.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<Result<BTreeMap<_, _>, _>>()
         })
         .map_err(db_error)?;
     stats.versions = conn
-        .query_row("SELECT COUNT(*) FROM memory_versions WHERE uid = ?1", [uid.as_str()], |r| r.get::<_, i64>(0))
+        .query_row(
+            "SELECT COUNT(*) FROM memory_versions WHERE uid = ?1",
+            [uid.as_str()],
+            |r| r.get::<_, i64>(0),
+        )
         .map_err(db_error)? as u64;
     Ok(stats)
 }
 
 /// Oldest first, so an export reads like the user's history.
-pub fn export_page(conn: &Connection, uid: &Uid, page: &PageRequest) -> Result<Page<ExportedMemory>, StoreError> {
+pub fn export_page(
+    conn: &Connection,
+    uid: &Uid,
+    page: &PageRequest,
+) -> Result<Page<ExportedMemory>, StoreError> {
     let mut query = ListQuery::new(page.clone());
     query.state = StateFilter::All;
     query.order = SortOrder::Asc;
@@ -508,12 +615,25 @@ pub fn export_page(conn: &Connection, uid: &Uid, page: &PageRequest) -> Result<P
     let items = memories
         .items
         .into_iter()
-        .map(|memory| Ok(ExportedMemory { versions: versions(conn, uid, memory.id)?, memory }))
+        .map(|memory| {
+            Ok(ExportedMemory {
+                versions: versions(conn, uid, memory.id)?,
+                memory,
+            })
+        })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Page { items, next_cursor: memories.next_cursor })
+    Ok(Page {
+        items,
+        next_cursor: memories.next_cursor,
+    })
 }
 
-pub fn import(conn: &Connection, uid: &Uid, records: Vec<ExportedMemory>, ctx: &Context) -> Result<ImportReport, StoreError> {
+pub fn import(
+    conn: &Connection,
+    uid: &Uid,
+    records: Vec<ExportedMemory>,
+    ctx: &Context,
+) -> Result<ImportReport, StoreError> {
     accounts::require_user(conn, uid)?;
     let mut report = ImportReport::default();
     for record in records {
@@ -525,21 +645,27 @@ pub fn import(conn: &Connection, uid: &Uid, records: Vec<ExportedMemory>, ctx: &
             StoreError::NotFound => Ok(None),
             other => Err(other),
         })? {
-            let same_history = versions(conn, uid, id)?.iter().map(|v| (v.version, &v.content_hash)).eq(record
-                .versions
+            let same_history = versions(conn, uid, id)?
                 .iter()
-                .map(|v| (v.version, &v.content_hash)));
+                .map(|v| (v.version, &v.content_hash))
+                .eq(record.versions.iter().map(|v| (v.version, &v.content_hash)));
             if same_history && existing.version == memory.version {
                 report.unchanged += 1;
             } else {
-                report.skipped.push(ImportSkip { id, reason: "this id exists with a different history".into() });
+                report.skipped.push(ImportSkip {
+                    id,
+                    reason: "this id exists with a different history".into(),
+                });
             }
             continue;
         }
         if !memory.is_deleted()
             && let Some(other) = active_with_hash(conn, uid, &memory.content_hash)?
         {
-            report.skipped.push(ImportSkip { id, reason: format!("memory {} already has this content", other.id) });
+            report.skipped.push(ImportSkip {
+                id,
+                reason: format!("memory {} already has this content", other.id),
+            });
             continue;
         }
         insert_row(conn, &memory)?;
@@ -547,7 +673,14 @@ pub fn import(conn: &Connection, uid: &Uid, records: Vec<ExportedMemory>, ctx: &
             insert_version(conn, uid, version)?;
         }
         replace_tags(conn, uid, id, &memory.tags)?;
-        audit::append(conn, uid, "memory.import", Some(id), ctx, json!({"versions": record.versions.len()}))?;
+        audit::append(
+            conn,
+            uid,
+            "memory.import",
+            Some(id),
+            ctx,
+            json!({"versions": record.versions.len()}),
+        )?;
         report.imported += 1;
     }
     Ok(report)

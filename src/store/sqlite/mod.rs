@@ -26,17 +26,22 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub fn open(path: &Path, options: &PoolOptions) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
-        Ok(Self { pool: Pool::open(path, options)? })
+        Ok(Self {
+            pool: Pool::open(path, options)?,
+        })
     }
 }
 
 pub(crate) fn db_error(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly};
     match error.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly) => StoreError::Unavailable(error.to_string()),
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | ReadOnly) => {
+            StoreError::Unavailable(error.to_string())
+        }
         _ => StoreError::Internal(error.to_string()),
     }
 }
@@ -47,14 +52,20 @@ fn is_constraint_violation(error: &rusqlite::Error) -> bool {
 
 /// A stored value that no longer parses means the file was changed behind our back.
 fn stored<T>(parsed: Result<T, ValidationError>) -> rusqlite::Result<T> {
-    parsed.map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    parsed.map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.pool.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)).await?;
-        self.pool.write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error)).await
+        self.pool
+            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error))
+            .await?;
+        self.pool
+            .write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error))
+            .await
     }
 
     fn describe(&self) -> String {
@@ -63,7 +74,9 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, uid: &Uid) -> Result<User, StoreError> {
         let uid = uid.clone();
-        self.pool.write(move |c| accounts::create_user(c, &uid)).await
+        self.pool
+            .write(move |c| accounts::create_user(c, &uid))
+            .await
     }
 
     async fn get_user(&self, uid: &Uid) -> Result<User, StoreError> {
@@ -72,17 +85,28 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>, StoreError> {
-        self.pool.read(move |c| accounts::list_users(c, &page)).await
+        self.pool
+            .read(move |c| accounts::list_users(c, &page))
+            .await
     }
 
     async fn delete_user(&self, uid: &Uid) -> Result<(), StoreError> {
         let uid = uid.clone();
-        self.pool.write(move |c| accounts::delete_user(c, &uid)).await
+        self.pool
+            .write(move |c| accounts::delete_user(c, &uid))
+            .await
     }
 
-    async fn create_key(&self, uid: &Uid, key: NewApiKey, ctx: &Context) -> Result<ApiKeyInfo, StoreError> {
+    async fn create_key(
+        &self,
+        uid: &Uid,
+        key: NewApiKey,
+        ctx: &Context,
+    ) -> Result<ApiKeyInfo, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| accounts::create_key(c, &uid, key, &ctx)).await
+        self.pool
+            .write(move |c| accounts::create_key(c, &uid, key, &ctx))
+            .await
     }
 
     async fn list_keys(&self, uid: &Uid) -> Result<Vec<ApiKeyInfo>, StoreError> {
@@ -90,24 +114,42 @@ impl Store for SqliteStore {
         self.pool.read(move |c| accounts::list_keys(c, &uid)).await
     }
 
-    async fn revoke_key(&self, uid: &Uid, key_id: KeyId, ctx: &Context) -> Result<ApiKeyInfo, StoreError> {
+    async fn revoke_key(
+        &self,
+        uid: &Uid,
+        key_id: KeyId,
+        ctx: &Context,
+    ) -> Result<ApiKeyInfo, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| accounts::revoke_key(c, &uid, key_id, &ctx)).await
+        self.pool
+            .write(move |c| accounts::revoke_key(c, &uid, key_id, &ctx))
+            .await
     }
 
     async fn authenticate(&self, key_hash: &str) -> Result<Option<Principal>, StoreError> {
         let key_hash = key_hash.to_owned();
-        self.pool.read(move |c| accounts::authenticate(c, &key_hash)).await
+        self.pool
+            .read(move |c| accounts::authenticate(c, &key_hash))
+            .await
     }
 
     async fn touch_key(&self, uid: &Uid, key_id: KeyId, at: Timestamp) -> Result<(), StoreError> {
         let uid = uid.clone();
-        self.pool.write(move |c| accounts::touch_key(c, &uid, key_id, at)).await
+        self.pool
+            .write(move |c| accounts::touch_key(c, &uid, key_id, at))
+            .await
     }
 
-    async fn create_memory(&self, uid: &Uid, new: NewMemory, ctx: &Context) -> Result<Created, StoreError> {
+    async fn create_memory(
+        &self,
+        uid: &Uid,
+        new: NewMemory,
+        ctx: &Context,
+    ) -> Result<Created, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| memories::create(c, &uid, new, &ctx)).await
+        self.pool
+            .write(move |c| memories::create(c, &uid, new, &ctx))
+            .await
     }
 
     async fn create_memories(
@@ -117,7 +159,9 @@ impl Store for SqliteStore {
         ctx: &Context,
     ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
         // One job per item: each runs in its own savepoint, all commit together.
-        let jobs = new.into_iter().map(|item| self.create_memory(uid, item, ctx));
+        let jobs = new
+            .into_iter()
+            .map(|item| self.create_memory(uid, item, ctx));
         Ok(futures_util::future::join_all(jobs).await)
     }
 
@@ -126,9 +170,15 @@ impl Store for SqliteStore {
         self.pool.read(move |c| memories::get(c, &uid, id)).await
     }
 
-    async fn list_memories(&self, uid: &Uid, query: &ListQuery) -> Result<Page<Memory>, StoreError> {
+    async fn list_memories(
+        &self,
+        uid: &Uid,
+        query: &ListQuery,
+    ) -> Result<Page<Memory>, StoreError> {
         let (uid, query) = (uid.clone(), query.clone());
-        self.pool.read(move |c| memories::list(c, &uid, &query)).await
+        self.pool
+            .read(move |c| memories::list(c, &uid, &query))
+            .await
     }
 
     async fn update_memory(
@@ -140,7 +190,9 @@ impl Store for SqliteStore {
         ctx: &Context,
     ) -> Result<Memory, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| memories::update(c, &uid, id, expected_version, patch, &ctx)).await
+        self.pool
+            .write(move |c| memories::update(c, &uid, id, expected_version, patch, &ctx))
+            .await
     }
 
     async fn delete_memory(
@@ -151,7 +203,9 @@ impl Store for SqliteStore {
         ctx: &Context,
     ) -> Result<Deleted, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| memories::delete(c, &uid, id, expected_version, &ctx)).await
+        self.pool
+            .write(move |c| memories::delete(c, &uid, id, expected_version, &ctx))
+            .await
     }
 
     async fn delete_memories(
@@ -160,18 +214,33 @@ impl Store for SqliteStore {
         ids: Vec<MemoryId>,
         ctx: &Context,
     ) -> Result<Vec<Result<Deleted, StoreError>>, StoreError> {
-        let jobs = ids.into_iter().map(|id| self.delete_memory(uid, id, None, ctx));
+        let jobs = ids
+            .into_iter()
+            .map(|id| self.delete_memory(uid, id, None, ctx));
         Ok(futures_util::future::join_all(jobs).await)
     }
 
-    async fn restore_memory(&self, uid: &Uid, id: MemoryId, ctx: &Context) -> Result<Memory, StoreError> {
+    async fn restore_memory(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        ctx: &Context,
+    ) -> Result<Memory, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| memories::restore(c, &uid, id, &ctx)).await
+        self.pool
+            .write(move |c| memories::restore(c, &uid, id, &ctx))
+            .await
     }
 
-    async fn memory_versions(&self, uid: &Uid, id: MemoryId) -> Result<Vec<MemoryVersion>, StoreError> {
+    async fn memory_versions(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+    ) -> Result<Vec<MemoryVersion>, StoreError> {
         let uid = uid.clone();
-        self.pool.read(move |c| memories::versions(c, &uid, id)).await
+        self.pool
+            .read(move |c| memories::versions(c, &uid, id))
+            .await
     }
 
     async fn purge_deleted(
@@ -185,7 +254,9 @@ impl Store for SqliteStore {
             let (uid, ctx) = (uid.cloned(), ctx.clone());
             let purged = self
                 .pool
-                .write(move |c| memories::purge_batch(c, uid.as_ref(), deleted_before, PURGE_BATCH, &ctx))
+                .write(move |c| {
+                    memories::purge_batch(c, uid.as_ref(), deleted_before, PURGE_BATCH, &ctx)
+                })
                 .await?;
             report.purged += purged;
             if purged < u64::from(PURGE_BATCH) {
@@ -199,14 +270,24 @@ impl Store for SqliteStore {
         self.pool.read(move |c| memories::stats(c, &uid)).await
     }
 
-    async fn audit_events(&self, uid: &Uid, page: PageRequest) -> Result<Page<AuditEvent>, StoreError> {
+    async fn audit_events(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
         let uid = uid.clone();
         self.pool.read(move |c| audit::page(c, &uid, &page)).await
     }
 
-    async fn export_memories(&self, uid: &Uid, page: PageRequest) -> Result<Page<ExportedMemory>, StoreError> {
+    async fn export_memories(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<ExportedMemory>, StoreError> {
         let uid = uid.clone();
-        self.pool.read(move |c| memories::export_page(c, &uid, &page)).await
+        self.pool
+            .read(move |c| memories::export_page(c, &uid, &page))
+            .await
     }
 
     async fn import_memories(
@@ -216,7 +297,9 @@ impl Store for SqliteStore {
         ctx: &Context,
     ) -> Result<ImportReport, StoreError> {
         let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool.write(move |c| memories::import(c, &uid, records, &ctx)).await
+        self.pool
+            .write(move |c| memories::import(c, &uid, records, &ctx))
+            .await
     }
 
     async fn idempotency_begin(
@@ -229,21 +312,34 @@ impl Store for SqliteStore {
     ) -> Result<IdempotencyBegin, StoreError> {
         let (uid, key, fingerprint) = (uid.clone(), key.to_owned(), fingerprint.to_owned());
         self.pool
-            .write(move |c| idempotency::begin(c, &uid, &key, &fingerprint, stale_before, expired_before))
+            .write(move |c| {
+                idempotency::begin(c, &uid, &key, &fingerprint, stale_before, expired_before)
+            })
             .await
     }
 
-    async fn idempotency_complete(&self, uid: &Uid, key: &str, response: StoredResponse) -> Result<(), StoreError> {
+    async fn idempotency_complete(
+        &self,
+        uid: &Uid,
+        key: &str,
+        response: StoredResponse,
+    ) -> Result<(), StoreError> {
         let (uid, key) = (uid.clone(), key.to_owned());
-        self.pool.write(move |c| idempotency::complete(c, &uid, &key, &response)).await
+        self.pool
+            .write(move |c| idempotency::complete(c, &uid, &key, &response))
+            .await
     }
 
     async fn idempotency_abandon(&self, uid: &Uid, key: &str) -> Result<(), StoreError> {
         let (uid, key) = (uid.clone(), key.to_owned());
-        self.pool.write(move |c| idempotency::abandon(c, &uid, &key)).await
+        self.pool
+            .write(move |c| idempotency::abandon(c, &uid, &key))
+            .await
     }
 
     async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError> {
-        self.pool.write(move |c| idempotency::purge(c, created_before)).await
+        self.pool
+            .write(move |c| idempotency::purge(c, created_before))
+            .await
     }
 }

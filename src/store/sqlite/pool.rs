@@ -43,7 +43,11 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        Self { readers: 3, synchronous: Synchronous::Normal, busy_timeout: Duration::from_secs(5) }
+        Self {
+            readers: 3,
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -60,16 +64,24 @@ impl Pool {
         schema::migrate(&mut writer_conn)?;
 
         let (writer, writer_rx) = mpsc::channel::<WriteJob>();
-        spawn("angel-sqlite-writer", move || writer_loop(writer_conn, writer_rx))?;
+        spawn("angel-sqlite-writer", move || {
+            writer_loop(writer_conn, writer_rx)
+        })?;
 
         let (readers, readers_rx) = mpsc::channel::<ReadJob>();
         let readers_rx = Arc::new(Mutex::new(readers_rx));
         for i in 0..options.readers.max(1) {
             let conn = open_connection(path, options, true)?;
             let rx = Arc::clone(&readers_rx);
-            spawn(&format!("angel-sqlite-reader-{i}"), move || reader_loop(conn, rx))?;
+            spawn(&format!("angel-sqlite-reader-{i}"), move || {
+                reader_loop(conn, rx)
+            })?;
         }
-        Ok(Self { writer, readers, path: path.to_owned() })
+        Ok(Self {
+            writer,
+            readers,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -127,11 +139,18 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError
         .map_err(|e| StoreError::Internal(format!("cannot start a database thread: {e}")))
 }
 
-fn open_connection(path: &Path, options: &PoolOptions, reader: bool) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+fn open_connection(
+    path: &Path,
+    options: &PoolOptions,
+    reader: bool,
+) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(options.busy_timeout).map_err(super::db_error)?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(super::db_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     let synchronous = match options.synchronous {
         Synchronous::Normal => "NORMAL",
@@ -152,11 +171,19 @@ fn open_connection(path: &Path, options: &PoolOptions, reader: bool) -> Result<C
     Ok(conn)
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job").map_err(super::db_error)?;
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(super::db_error)?;
     let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
-    let finish = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+    let finish = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
     conn.execute_batch(finish).map_err(super::db_error)?;
     result
 }

@@ -4,7 +4,11 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "foundation", include_str!("migrations/0001_foundation.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("migrations/0001_foundation.sql"),
+)];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
 /// against a database migrated by a newer build.
@@ -18,7 +22,11 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
     )
     .map_err(super::db_error)?;
     let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(super::db_error)?;
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > newest {

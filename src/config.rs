@@ -1,0 +1,296 @@
+//! Layered configuration: defaults < config file < `ANGEL_MEMORY_*` environment < command-line flags.
+//! Nested settings use `__` in the environment: `ANGEL_MEMORY_RATE_LIMIT__PER_SECOND=100`.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+use crate::store::sqlite::Synchronous;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded database lives (`angel-memory.db`).
+    pub data_dir: PathBuf,
+    /// Overrides the data dir's SQLite file: `sqlite:/path/file.db`.
+    pub database_url: Option<String>,
+    /// Bearer token for `/v1/admin/*` and `/metrics`; the admin API is off without it.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<SecretString>,
+    /// `text` for people, `json` for log collectors.
+    pub log_format: LogFormat,
+    pub rate_limit: RateLimit,
+    pub limits: Limits,
+    pub retention: Retention,
+    pub sqlite: SqliteSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A token bucket per API key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    pub enabled: bool,
+    /// Sustained requests per second per key.
+    pub per_second: u32,
+    /// Requests a key may make at once before the sustained rate applies.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body for ordinary API calls.
+    pub max_body_bytes: usize,
+    /// Largest body for `POST /v1/import`.
+    pub max_import_bytes: usize,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Soft-deleted memories older than this are purged by the scheduled purge.
+    pub purge_deleted_after_days: u32,
+    /// How often the scheduled purge runs; 0 turns it off.
+    pub purge_interval_minutes: u64,
+    /// How long a stored response for an `Idempotency-Key` is kept.
+    pub idempotency_hours: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteSettings {
+    pub synchronous: Synchronous,
+    pub readers: usize,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            admin_token: None,
+            log_format: LogFormat::Text,
+            rate_limit: RateLimit::default(),
+            limits: Limits::default(),
+            retention: Retention::default(),
+            sqlite: SqliteSettings::default(),
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 50,
+            burst: 200,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_import_bytes: 256 * 1024 * 1024,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            purge_deleted_after_days: 30,
+            purge_interval_minutes: 60,
+            idempotency_hours: 24,
+        }
+    }
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            readers: 3,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Where the database is, once the settings are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    Sqlite(PathBuf),
+}
+
+impl Config {
+    /// Loads the layers. `file` is the `--config` flag (else `ANGEL_MEMORY_CONFIG`); `overrides` are the
+    /// flags that were given, as a partial TOML-like map.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: Serialized<serde_json::Value>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file
+            .map(Path::to_owned)
+            .or_else(|| std::env::var_os("ANGEL_MEMORY_CONFIG").map(PathBuf::from));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::MissingFile(file));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("ANGEL_MEMORY_")
+                    .ignore(&["CONFIG"])
+                    .split("__"),
+            )
+            .merge(overrides);
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if let Some(token) = &self.admin_token
+            && token.expose_secret().len() < 16
+        {
+            return invalid("admin_token must be at least 16 characters");
+        }
+        if self.rate_limit.enabled
+            && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)
+        {
+            return invalid(
+                "rate_limit.per_second and rate_limit.burst must be positive (or set rate_limit.enabled = false)",
+            );
+        }
+        if self.limits.max_body_bytes < 1024
+            || self.limits.max_import_bytes < self.limits.max_body_bytes
+        {
+            return invalid(
+                "limits.max_body_bytes must be at least 1024 and at most limits.max_import_bytes",
+            );
+        }
+        if self.limits.request_timeout_seconds == 0 {
+            return invalid("limits.request_timeout_seconds must be positive");
+        }
+        if self.retention.idempotency_hours < 24 {
+            return invalid("retention.idempotency_hours must be at least 24");
+        }
+        if self.sqlite.readers == 0 || self.sqlite.readers > 64 {
+            return invalid("sqlite.readers must be between 1 and 64");
+        }
+        self.database()?;
+        Ok(())
+    }
+
+    pub fn database(&self) -> Result<DatabaseLocation, ConfigError> {
+        let Some(url) = &self.database_url else {
+            return Ok(DatabaseLocation::Sqlite(
+                self.data_dir.join("angel-memory.db"),
+            ));
+        };
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "database_url sqlite: needs a file path".into(),
+                ));
+            }
+            return Ok(DatabaseLocation::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(ConfigError::Invalid(
+                "database_url: the PostgreSQL backend is not part of this build yet; use sqlite:<path>".into(),
+            ));
+        }
+        Err(ConfigError::Invalid(
+            "database_url must start with sqlite:".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(
+            Config::default().database().unwrap(),
+            DatabaseLocation::Sqlite(PathBuf::from("data/angel-memory.db"))
+        );
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "angel.toml",
+                "listen = \"127.0.0.1:9000\"\n[rate_limit]\nper_second = 7\nburst = 9\n",
+            )?;
+            jail.set_env("ANGEL_MEMORY_RATE_LIMIT__BURST", "11");
+            let overrides = Serialized::defaults(serde_json::json!({"listen": "127.0.0.1:9100"}));
+            let config = Config::load(Some(Path::new("angel.toml")), overrides)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.listen.port(), 9100);
+            assert_eq!(config.rate_limit.per_second, 7);
+            assert_eq!(config.rate_limit.burst, 11);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ANGEL_MEMORY_LISTEN", "not-an-address");
+            let err = Config::load(None, Serialized::defaults(serde_json::json!({}))).unwrap_err();
+            assert!(err.to_string().contains("listen"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ANGEL_MEMORY_ADMIN_TOKEN", "short");
+            let err = Config::load(None, Serialized::defaults(serde_json::json!({}))).unwrap_err();
+            assert!(err.to_string().contains("admin_token"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ANGEL_MEMORY_NO_SUCH_SETTING", "1");
+            assert!(Config::load(None, Serialized::defaults(serde_json::json!({}))).is_err());
+            Ok(())
+        });
+    }
+}
