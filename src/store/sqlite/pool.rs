@@ -20,6 +20,8 @@ use crate::store::StoreError;
 
 /// Most jobs committed in one transaction; bounds how long a single commit holds the write lock.
 const MAX_GROUP: usize = 256;
+/// How often the background thread copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 type Completion = Box<dyn FnOnce(Option<StoreError>) + Send>;
 type WriteJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Completion + Send>;
@@ -54,6 +56,8 @@ impl Default for PoolOptions {
 pub struct Pool {
     writer: mpsc::Sender<WriteJob>,
     readers: mpsc::Sender<ReadJob>,
+    /// Dropping the pool drops this, which stops the checkpoint thread.
+    _checkpointer: mpsc::Sender<()>,
     path: PathBuf,
 }
 
@@ -62,6 +66,12 @@ impl Pool {
     pub fn open(path: &Path, options: &PoolOptions) -> Result<Self, StoreError> {
         let mut writer_conn = open_connection(path, options, false)?;
         schema::migrate(&mut writer_conn)?;
+        // SQLite would otherwise checkpoint inside whichever commit crosses the threshold, stalling
+        // every write waiting behind it; a separate thread does it without blocking the writer.
+        writer_conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(super::db_error)?;
+        let (checkpointer, stop) = mpsc::channel::<()>();
+        let checkpoint_conn = open_connection(path, options, false)?;
+        spawn("angel-sqlite-checkpoint", move || checkpoint_loop(checkpoint_conn, stop))?;
 
         let (writer, writer_rx) = mpsc::channel::<WriteJob>();
         spawn("angel-sqlite-writer", move || {
@@ -213,6 +223,17 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
             complete(commit_error.clone());
         }
     }
+}
+
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        // PASSIVE never blocks readers or the writer; what it cannot copy now, it copies next time.
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
+    }
+    // A last full checkpoint leaves a tidy file behind when the service stops.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {

@@ -1,0 +1,94 @@
+//! A real server per test: its own SQLite file in a temporary directory, its own port.
+
+use angel_memory::config::Config;
+use angel_memory::http::Application;
+use angel_memory::store::{self, Store};
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub store: Arc<dyn Store>,
+    pub dir: TempDir,
+}
+
+/// Starts a server with test settings; `adjust` may change the configuration first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = dir.path().to_owned();
+    config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    config.rate_limit.enabled = false;
+    adjust(&mut config);
+    let store = store::open(&config).expect("open store");
+    let app = Application::build(config, Arc::clone(&store)).await.expect("build app");
+    let addr = app.local_addr();
+    tokio::spawn(app.run(std::future::pending()));
+    TestApp { addr, client: Client::new(), store, dir }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path, ADMIN_TOKEN)
+    }
+
+    /// Creates a user through the admin API and returns a fresh API key for them.
+    pub async fn user_with_key(&self, uid: &str) -> String {
+        let response = self.admin(Method::POST, "/v1/admin/users").json(&serde_json::json!({"uid": uid})).send().await.unwrap();
+        assert!(response.status() == 201 || response.status() == 409, "create user: {}", response.status());
+        let response = self
+            .admin(Method::POST, &format!("/v1/admin/users/{uid}/keys"))
+            .json(&serde_json::json!({"name": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        body(response).await["key"].as_str().expect("key in response").to_owned()
+    }
+
+    pub async fn create_memory(&self, key: &str, content: &str) -> Value {
+        let response = self
+            .request(Method::POST, "/v1/memories", key)
+            .json(&serde_json::json!({"content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create {content:?}");
+        body(response).await
+    }
+}
+
+pub async fn body(response: Response) -> Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// Asserts a problem+json error with this status and returns its document.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let doc = body(response).await;
+    assert_eq!(doc["status"], status);
+    assert!(doc["detail"].as_str().is_some_and(|d| !d.is_empty()), "a reason: {doc}");
+    doc
+}
