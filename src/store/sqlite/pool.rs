@@ -90,6 +90,7 @@ impl Pool {
         Ok(Self {
             writer,
             readers,
+            _checkpointer: checkpointer,
             path: path.to_owned(),
         })
     }
