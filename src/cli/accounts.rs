@@ -46,24 +46,22 @@ pub async fn user(
     match command {
         UserCommand::Add { uid } => out.value(&store.create_user(&Uid::parse(uid)?).await?),
         UserCommand::List => {
+            let mut users = Vec::new();
             let mut after = None;
             loop {
-                let page = store
-                    .list_users(PageRequest {
-                        limit: PageRequest::MAX_LIMIT,
-                        after,
-                    })
-                    .await?;
-                for user in &page.items {
-                    if out.is_json() {
-                        out.value(user)
-                    } else {
-                        println!("{}\t{}", user.uid, user.created_at)
-                    }
-                }
+                let limit = PageRequest::MAX_LIMIT;
+                let page = store.list_users(PageRequest { limit, after }).await?;
+                users.extend(page.items);
                 match page.next_cursor {
                     Some(cursor) => after = Some(cursor),
                     None => break,
+                }
+            }
+            if out.is_json() {
+                out.value(&users);
+            } else {
+                for user in &users {
+                    println!("{}\t{}", user.uid, user.created_at);
                 }
             }
         }

@@ -21,6 +21,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("this route does not accept that method")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     /// The body's `expected_version` is stale.
@@ -67,6 +69,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::VersionConflict { .. } | Self::IdempotencyKeyInFlight => {
                 StatusCode::CONFLICT
             }
@@ -88,6 +91,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::VersionConflict { .. } | Self::PreconditionFailed { .. } => "version-conflict",
             Self::PreconditionRequired => "version-required",

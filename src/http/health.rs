@@ -85,3 +85,7 @@ pub async fn record(req: Request, next: Next) -> Response {
 pub async fn not_found() -> ApiError {
     ApiError::NotFound
 }
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -28,10 +28,17 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.rate_limit.enabled = false;
     adjust(&mut config);
     let store = store::open(&config).expect("open store");
-    let app = Application::build(config, Arc::clone(&store)).await.expect("build app");
+    let app = Application::build(config, Arc::clone(&store))
+        .await
+        .expect("build app");
     let addr = app.local_addr();
     tokio::spawn(app.run(std::future::pending()));
-    TestApp { addr, client: Client::new(), store, dir }
+    TestApp {
+        addr,
+        client: Client::new(),
+        store,
+        dir,
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -53,8 +60,17 @@ impl TestApp {
 
     /// Creates a user through the admin API and returns a fresh API key for them.
     pub async fn user_with_key(&self, uid: &str) -> String {
-        let response = self.admin(Method::POST, "/v1/admin/users").json(&serde_json::json!({"uid": uid})).send().await.unwrap();
-        assert!(response.status() == 201 || response.status() == 409, "create user: {}", response.status());
+        let response = self
+            .admin(Method::POST, "/v1/admin/users")
+            .json(&serde_json::json!({"uid": uid}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status() == 201 || response.status() == 409,
+            "create user: {}",
+            response.status()
+        );
         let response = self
             .admin(Method::POST, &format!("/v1/admin/users/{uid}/keys"))
             .json(&serde_json::json!({"name": "test"}))
@@ -62,7 +78,10 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(response.status(), 201);
-        body(response).await["key"].as_str().expect("key in response").to_owned()
+        body(response).await["key"]
+            .as_str()
+            .expect("key in response")
+            .to_owned()
     }
 
     pub async fn create_memory(&self, key: &str, content: &str) -> Value {
@@ -85,10 +104,16 @@ pub async fn body(response: Response) -> Value {
 /// Asserts a problem+json error with this status and returns its document.
 pub async fn problem(response: Response, status: u16) -> Value {
     assert_eq!(response.status(), status, "status");
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
     let doc = body(response).await;
     assert_eq!(doc["status"], status);
-    assert!(doc["detail"].as_str().is_some_and(|d| !d.is_empty()), "a reason: {doc}");
+    assert!(
+        doc["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "a reason: {doc}"
+    );
     doc
 }

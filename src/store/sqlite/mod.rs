@@ -60,12 +60,13 @@ fn stored<T>(parsed: Result<T, ValidationError>) -> rusqlite::Result<T> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.pool
-            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error))
-            .await?;
-        self.pool
-            .write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error))
-            .await
+        // Touches the schema on both paths: a reader, and the writer (which takes the write lock).
+        fn probe(c: &rusqlite::Connection) -> Result<(), StoreError> {
+            c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |_| Ok(()))
+                .map_err(db_error)
+        }
+        self.pool.read(probe).await?;
+        self.pool.write(probe).await
     }
 
     fn describe(&self) -> String {

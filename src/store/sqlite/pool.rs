@@ -64,14 +64,18 @@ pub struct Pool {
 impl Pool {
     /// Opens (creating if needed) the database file, applies migrations, and starts the threads.
     pub fn open(path: &Path, options: &PoolOptions) -> Result<Self, StoreError> {
-        let mut writer_conn = open_connection(path, options, false)?;
+        let mut writer_conn = open_connection(path, options, Role::Writer)?;
         schema::migrate(&mut writer_conn)?;
         // SQLite would otherwise checkpoint inside whichever commit crosses the threshold, stalling
         // every write waiting behind it; a separate thread does it without blocking the writer.
-        writer_conn.execute_batch("PRAGMA wal_autocheckpoint = 0").map_err(super::db_error)?;
+        writer_conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(super::db_error)?;
         let (checkpointer, stop) = mpsc::channel::<()>();
-        let checkpoint_conn = open_connection(path, options, false)?;
-        spawn("angel-sqlite-checkpoint", move || checkpoint_loop(checkpoint_conn, stop))?;
+        let checkpoint_conn = open_connection(path, options, Role::Checkpoint)?;
+        spawn("angel-sqlite-checkpoint", move || {
+            checkpoint_loop(checkpoint_conn, stop)
+        })?;
 
         let (writer, writer_rx) = mpsc::channel::<WriteJob>();
         spawn("angel-sqlite-writer", move || {
@@ -81,7 +85,7 @@ impl Pool {
         let (readers, readers_rx) = mpsc::channel::<ReadJob>();
         let readers_rx = Arc::new(Mutex::new(readers_rx));
         for i in 0..options.readers.max(1) {
-            let conn = open_connection(path, options, true)?;
+            let conn = open_connection(path, options, Role::Reader)?;
             let rx = Arc::clone(&readers_rx);
             spawn(&format!("angel-sqlite-reader-{i}"), move || {
                 reader_loop(conn, rx)
@@ -150,10 +154,17 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), StoreError
         .map_err(|e| StoreError::Internal(format!("cannot start a database thread: {e}")))
 }
 
+/// What a connection is for decides its page cache and whether it may write.
+enum Role {
+    Writer,
+    Reader,
+    Checkpoint,
+}
+
 fn open_connection(
     path: &Path,
     options: &PoolOptions,
-    reader: bool,
+    role: Role,
 ) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -168,7 +179,11 @@ fn open_connection(
         Synchronous::Full => "FULL",
     };
     // Small page caches keep the resident size low; the OS page cache holds the rest of the file.
-    let cache_kib = if reader { 2_000 } else { 4_000 };
+    let (cache_kib, query_only) = match role {
+        Role::Writer => (2_000, false),
+        Role::Reader => (1_000, true),
+        Role::Checkpoint => (128, false),
+    };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
@@ -176,7 +191,7 @@ fn open_connection(
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -{cache_kib};
          PRAGMA query_only = {};",
-        u8::from(reader)
+        u8::from(query_only)
     ))
     .map_err(super::db_error)?;
     Ok(conn)
