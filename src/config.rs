@@ -243,6 +243,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures must return figment::Error
 mod tests {
     use super::*;
 

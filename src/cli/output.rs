@@ -72,11 +72,7 @@ impl Progress {
             Some(bar) => bar.set_position(self.done),
             None => {
                 if self.done >= self.next_report || self.done == self.total {
-                    let percent = if self.total == 0 {
-                        100
-                    } else {
-                        self.done * 100 / self.total
-                    };
+                    let percent = (self.done * 100).checked_div(self.total).unwrap_or(100);
                     eprintln!("{}: {}/{} ({percent}%)", self.label, self.done, self.total);
                     self.next_report = self.done + (self.total / 10).max(1);
                 }

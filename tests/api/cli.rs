@@ -375,12 +375,13 @@ fn exit_codes_for_missing_conflicting_and_invalid_input() {
         2,
         "refused commands added nothing"
     );
-    let users: Vec<Value> = cli
-        .ok(&["--json", "user", "list"])
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON line per user"))
+    let users = cli.json(&["user", "list"]);
+    let uids: Vec<&Value> = users
+        .as_array()
+        .expect("an array of users")
+        .iter()
+        .map(|u| &u["uid"])
         .collect();
-    let uids: Vec<&Value> = users.iter().map(|u| &u["uid"]).collect();
     assert_eq!(uids, ["alice", "bob"], "bob is still there");
 
     // Invalid configuration, from the environment.

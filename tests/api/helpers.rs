@@ -2,11 +2,10 @@
 
 use angel_memory::config::Config;
 use angel_memory::http::Application;
-use angel_memory::store::{self, Store};
+use angel_memory::store;
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -14,29 +13,27 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
-    pub store: Arc<dyn Store>,
     pub dir: TempDir,
 }
 
 /// Starts a server with test settings; `adjust` may change the configuration first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.path().to_owned();
-    config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+        ..Config::default()
+    };
     config.rate_limit.enabled = false;
     adjust(&mut config);
     let store = store::open(&config).expect("open store");
-    let app = Application::build(config, Arc::clone(&store))
-        .await
-        .expect("build app");
+    let app = Application::build(config, store).await.expect("build app");
     let addr = app.local_addr();
     tokio::spawn(app.run(std::future::pending()));
     TestApp {
         addr,
         client: Client::new(),
-        store,
         dir,
     }
 }

@@ -235,6 +235,7 @@ impl<'a> Case<'a> {
     /// Sends an operation on someone else's (or nobody's) memory: 404, and nothing changes.
     async fn foreign(&self, id: &str, send: impl AsyncFnOnce() -> Response) {
         let before = self.owner_view(id).await;
+        eprintln!("STAT foreign owned={}", before.is_some());
         let response = send().await;
         let status = response.status();
         assert_eq!(status, 404, "{}: on another user's memory {id}", self.step);
@@ -298,6 +299,7 @@ impl<'a> Case<'a> {
                     "{step}: identical to own active {existing}: {memory}"
                 );
                 assert_eq!(memory["duplicate"], true, "{step}: {memory}");
+                eprintln!("STAT duplicate");
                 assert_eq!(
                     memory["id"],
                     existing.as_str(),
@@ -347,6 +349,7 @@ impl<'a> Case<'a> {
         let current = self.memories[id].clone();
         let conflict = self.active_with_content(user, content, id);
         let step = &self.step;
+        eprintln!("STAT update deleted={} stale={} same={} conflict={}", current.deleted, stale, current.content == content, conflict.is_some());
         if current.deleted {
             problem(response, 409).await;
         } else if stale {
@@ -416,6 +419,7 @@ impl<'a> Case<'a> {
                 .is_some()
         {
             problem(response, 409).await;
+            eprintln!("STAT restore-conflict");
             return;
         }
         assert_eq!(response.status(), 200, "{}", self.step);
@@ -545,6 +549,7 @@ impl<'a> Case<'a> {
                     "not_found"
                 }
             };
+            eprintln!("STAT batch {expected}");
             assert_eq!(
                 result["status"], expected,
                 "{}: item {index} ({id}): {report}",
@@ -666,6 +671,7 @@ impl<'a> Case<'a> {
 
 async fn run_case(app: &TestApp, case: usize, ops: Vec<Op>) {
     let mut state = Case::new(app, case).await;
+    eprintln!("STAT case ops={}", ops.len());
     for op in &ops {
         state.run(op).await;
     }
