@@ -18,6 +18,18 @@ const TAGS: [&str; 3] = ["red", "green", "blue"];
 /// A well-formed id that nobody created: used while no memory exists yet.
 const UNKNOWN_ID: &str = "01890000-0000-7000-8000-000000000000";
 
+/// Which memory an operation is about: one of the user's own memories, or any memory anyone
+/// created (so that most of these are someone else's).
+#[derive(Debug, Clone)]
+struct Target {
+    mine: bool,
+    index: Index,
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    (any::<bool>(), any::<Index>()).prop_map(|(mine, index)| Target { mine, index })
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Create {
@@ -27,21 +39,21 @@ enum Op {
     },
     Update {
         user: usize,
-        target: Index,
+        target: Target,
         content: usize,
         stale: bool,
     },
     Delete {
         user: usize,
-        target: Index,
+        target: Target,
     },
     Restore {
         user: usize,
-        target: Index,
+        target: Target,
     },
     Get {
         user: usize,
-        target: Index,
+        target: Target,
     },
     List {
         user: usize,
@@ -49,11 +61,11 @@ enum Op {
     },
     Versions {
         user: usize,
-        target: Index,
+        target: Target,
     },
     BatchDelete {
         user: usize,
-        targets: Vec<Index>,
+        targets: Vec<Target>,
     },
     Stats {
         user: usize,
@@ -76,15 +88,15 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (user(), content(), tag_subset())
             .prop_map(|(user, content, tags)| Op::Create { user, content, tags }),
-        3 => (user(), any::<Index>(), content(), proptest::bool::weighted(0.2)).prop_map(
+        3 => (user(), target(), content(), proptest::bool::weighted(0.2)).prop_map(
             |(user, target, content, stale)| Op::Update { user, target, content, stale }
         ),
-        2 => (user(), any::<Index>()).prop_map(|(user, target)| Op::Delete { user, target }),
-        2 => (user(), any::<Index>()).prop_map(|(user, target)| Op::Restore { user, target }),
-        2 => (user(), any::<Index>()).prop_map(|(user, target)| Op::Get { user, target }),
+        2 => (user(), target()).prop_map(|(user, target)| Op::Delete { user, target }),
+        2 => (user(), target()).prop_map(|(user, target)| Op::Restore { user, target }),
+        2 => (user(), target()).prop_map(|(user, target)| Op::Get { user, target }),
         1 => (user(), tag_subset()).prop_map(|(user, tags)| Op::List { user, tags }),
-        1 => (user(), any::<Index>()).prop_map(|(user, target)| Op::Versions { user, target }),
-        1 => (user(), proptest::collection::vec(any::<Index>(), 1..5))
+        1 => (user(), target()).prop_map(|(user, target)| Op::Versions { user, target }),
+        1 => (user(), proptest::collection::vec(target(), 1..5))
             .prop_map(|(user, targets)| Op::BatchDelete { user, targets }),
         1 => user().prop_map(|user| Op::Stats { user }),
         1 => user().prop_map(|user| Op::Audit { user }),
@@ -139,11 +151,18 @@ impl<'a> Case<'a> {
         self.app.request(method, path, &self.keys[user])
     }
 
-    fn pick(&self, target: &Index) -> String {
-        if self.created.is_empty() {
+    fn pick(&self, user: usize, target: &Target) -> String {
+        let own: Vec<&String> = self
+            .created
+            .iter()
+            .filter(|id| self.owner(id) == Some(user))
+            .collect();
+        if target.mine && !own.is_empty() {
+            own[target.index.index(own.len())].clone()
+        } else if self.created.is_empty() {
             UNKNOWN_ID.to_owned()
         } else {
-            self.created[target.index(self.created.len())].clone()
+            self.created[target.index.index(self.created.len())].clone()
         }
     }
 
@@ -235,7 +254,6 @@ impl<'a> Case<'a> {
     /// Sends an operation on someone else's (or nobody's) memory: 404, and nothing changes.
     async fn foreign(&self, id: &str, send: impl AsyncFnOnce() -> Response) {
         let before = self.owner_view(id).await;
-        eprintln!("STAT foreign owned={}", before.is_some());
         let response = send().await;
         let status = response.status();
         assert_eq!(status, 404, "{}: on another user's memory {id}", self.step);
@@ -257,18 +275,18 @@ impl<'a> Case<'a> {
                 content,
                 stale,
             } => {
-                let id = self.pick(target);
+                let id = self.pick(*user, target);
                 self.update(*user, &id, CONTENTS[*content], *stale).await;
             }
-            Op::Delete { user, target } => self.delete(*user, &self.pick(target)).await,
-            Op::Restore { user, target } => self.restore(*user, &self.pick(target)).await,
-            Op::Get { user, target } => self.get(*user, &self.pick(target)).await,
+            Op::Delete { user, target } => self.delete(*user, &self.pick(*user, target)).await,
+            Op::Restore { user, target } => self.restore(*user, &self.pick(*user, target)).await,
+            Op::Get { user, target } => self.get(*user, &self.pick(*user, target)).await,
             Op::List { user, tags } => self.list(*user, tags).await,
-            Op::Versions { user, target } => self.versions(*user, &self.pick(target)).await,
+            Op::Versions { user, target } => self.versions(*user, &self.pick(*user, target)).await,
             Op::BatchDelete { user, targets } => {
                 let mut ids: Vec<String> = Vec::new();
                 for target in targets {
-                    let id = self.pick(target);
+                    let id = self.pick(*user, target);
                     if !ids.contains(&id) {
                         ids.push(id);
                     }
@@ -299,7 +317,6 @@ impl<'a> Case<'a> {
                     "{step}: identical to own active {existing}: {memory}"
                 );
                 assert_eq!(memory["duplicate"], true, "{step}: {memory}");
-                eprintln!("STAT duplicate");
                 assert_eq!(
                     memory["id"],
                     existing.as_str(),
@@ -349,7 +366,6 @@ impl<'a> Case<'a> {
         let current = self.memories[id].clone();
         let conflict = self.active_with_content(user, content, id);
         let step = &self.step;
-        eprintln!("STAT update deleted={} stale={} same={} conflict={}", current.deleted, stale, current.content == content, conflict.is_some());
         if current.deleted {
             problem(response, 409).await;
         } else if stale {
@@ -419,7 +435,6 @@ impl<'a> Case<'a> {
                 .is_some()
         {
             problem(response, 409).await;
-            eprintln!("STAT restore-conflict");
             return;
         }
         assert_eq!(response.status(), 200, "{}", self.step);
@@ -549,7 +564,6 @@ impl<'a> Case<'a> {
                     "not_found"
                 }
             };
-            eprintln!("STAT batch {expected}");
             assert_eq!(
                 result["status"], expected,
                 "{}: item {index} ({id}): {report}",
@@ -671,7 +685,6 @@ impl<'a> Case<'a> {
 
 async fn run_case(app: &TestApp, case: usize, ops: Vec<Op>) {
     let mut state = Case::new(app, case).await;
-    eprintln!("STAT case ops={}", ops.len());
     for op in &ops {
         state.run(op).await;
     }
@@ -692,7 +705,7 @@ fn users_never_observe_each_others_data() {
         .unwrap();
     let app = runtime.block_on(spawn_app());
     let mut runner = TestRunner::new(ProptestConfig {
-        cases: 24,
+        cases: 48,
         max_shrink_iters: 256,
         failure_persistence: None,
         ..ProptestConfig::default()

@@ -1,0 +1,3 @@
+//! Search: full text and sentence embeddings, fused.
+
+pub mod embed;
