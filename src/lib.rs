@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod omi;
 pub mod search;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Validated domain types. Everything here is parsed once at the edge (HTTP, CLI, import) and trusted
 //! afterwards: a value of these types cannot be invalid.
 
+mod conversation;
 mod cursor;
 mod error;
 mod key;
@@ -8,6 +9,9 @@ mod memory;
 mod time;
 mod uid;
 
+pub use conversation::{
+    Conversation, ConversationEvent, NewTask, Task, TaskDescription, TranscriptSegment,
+};
 pub use cursor::Cursor;
 pub use error::ValidationError;
 pub use key::{ApiKeySecret, KeyId, KeyName};
