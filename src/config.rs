@@ -37,6 +37,72 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub sqlite: SqliteSettings,
+    /// The secret token expected as `?token=` in Omi's webhook URLs.
+    #[serde(skip_serializing)]
+    pub webhook_token: Option<SecretString>,
+    /// Omi's `X-Omi-Signature` signing secret (`whsec_…`), and the previous one during rotation.
+    #[serde(skip_serializing)]
+    pub omi_signing_secret: Option<SecretString>,
+    #[serde(skip_serializing)]
+    pub omi_signing_secret_previous: Option<SecretString>,
+    /// A Standard Webhooks secret (`whsec_<base64>`) for other senders.
+    #[serde(skip_serializing)]
+    pub standard_webhooks_secret: Option<SecretString>,
+    pub webhooks: Webhooks,
+    pub omi: OmiSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// Development only: accept webhooks with no authenticity check at all.
+    pub insecure_accept_unauthenticated: bool,
+    /// Create a user on their first webhook; otherwise unknown uids are refused.
+    pub auto_create_users: bool,
+    /// Spoken phrases that turn a live transcript segment into a memory.
+    pub trigger_phrases: Vec<String>,
+    /// Conversations can carry inline photos, so they get a larger limit.
+    pub max_conversation_bytes: usize,
+    pub max_event_bytes: usize,
+    pub max_audio_bytes: usize,
+    /// Failed processing attempts before an event is dead.
+    pub max_attempts: u32,
+    /// Processed events are kept this long (their dedupe keys with them).
+    pub inbox_retention_days: u32,
+    /// A pause in audio longer than this starts a new recording.
+    pub audio_silence_gap_seconds: u64,
+    pub audio_quota_megabytes: u64,
+    pub audio_retention_days: u32,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Self {
+            insecure_accept_unauthenticated: false,
+            auto_create_users: true,
+            trigger_phrases: crate::omi::voice::DEFAULT_TRIGGERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            max_conversation_bytes: 16 * 1024 * 1024,
+            max_event_bytes: 1024 * 1024,
+            max_audio_bytes: 8 * 1024 * 1024,
+            max_attempts: 8,
+            inbox_retention_days: 7,
+            audio_silence_gap_seconds: 30,
+            audio_quota_megabytes: 500,
+            audio_retention_days: 30,
+        }
+    }
+}
+
+/// This deployment's identity in Omi.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OmiSettings {
+    /// The Omi app id: conversations this app imported into Omi come back through the webhook and are
+    /// recognised by it.
+    pub app_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -99,6 +165,12 @@ impl Default for Config {
             limits: Limits::default(),
             retention: Retention::default(),
             sqlite: SqliteSettings::default(),
+            webhook_token: None,
+            omi_signing_secret: None,
+            omi_signing_secret_previous: None,
+            standard_webhooks_secret: None,
+            webhooks: Webhooks::default(),
+            omi: OmiSettings::default(),
         }
     }
 }
@@ -210,8 +282,46 @@ impl Config {
         if self.sqlite.readers == 0 || self.sqlite.readers > 64 {
             return invalid("sqlite.readers must be between 1 and 64");
         }
+        if let Some(token) = &self.webhook_token
+            && token.expose_secret().len() < 16
+        {
+            return invalid("webhook_token must be at least 16 characters");
+        }
+        for (name, secret) in [
+            ("omi_signing_secret", &self.omi_signing_secret),
+            (
+                "omi_signing_secret_previous",
+                &self.omi_signing_secret_previous,
+            ),
+            ("standard_webhooks_secret", &self.standard_webhooks_secret),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose_secret().trim().is_empty())
+            {
+                return Err(ConfigError::Invalid(format!("{name} must not be empty")));
+            }
+        }
+        if self
+            .webhooks
+            .trigger_phrases
+            .iter()
+            .any(|p| p.split_whitespace().count() == 0)
+        {
+            return invalid("webhooks.trigger_phrases must not contain empty phrases");
+        }
+        if self.webhooks.max_attempts == 0 {
+            return invalid("webhooks.max_attempts must be positive");
+        }
         self.database()?;
         Ok(())
+    }
+
+    /// Whether any way to authenticate Omi's webhooks is configured.
+    pub fn webhook_auth_configured(&self) -> bool {
+        self.webhook_token.is_some()
+            || self.omi_signing_secret.is_some()
+            || self.standard_webhooks_secret.is_some()
     }
 
     pub fn database(&self) -> Result<DatabaseLocation, ConfigError> {
@@ -279,7 +389,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("ANGEL_MEMORY_LISTEN", "not-an-address");
             let err = Config::load(None, Serialized::defaults(serde_json::json!({}))).unwrap_err();
-            assert!(err.to_string().contains("listen"), "{err}");
+            assert!(err.to_string().to_lowercase().contains("listen"), "{err}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

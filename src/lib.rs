@@ -7,6 +7,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod omi;
+pub mod queue;
+pub mod recordings;
 pub mod search;
 pub mod store;
 pub mod telemetry;

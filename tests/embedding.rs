@@ -177,7 +177,8 @@ struct Seen {
 type Shared = Arc<Mutex<Seen>>;
 
 /// The fake provider. The first path segment picks the behaviour:
-/// `ok` answers vector `[i + 1, 10, 0] * 7` for input `i` (unnormalised), items in reverse order;
+/// `ok` answers vector `[n, 10, 0] * 7` for an input text that is the number `n` (else `n` = its position
+/// in the request + 1), unnormalised, items in reverse order;
 /// `unauthorized` → 401, `broken` → 500, `short` → vectors of length 2, `few` → one vector too few,
 /// `slow` → answers after 3 s.
 async fn embeddings(
@@ -197,9 +198,13 @@ async fn embeddings(
         seen.bodies.push(body.clone());
     }
     let vector = |i: usize| -> Vec<f32> {
+        let n = inputs[i]
+            .as_str()
+            .and_then(|s| s.parse::<f32>().ok())
+            .unwrap_or(i as f32 + 1.0);
         match mode.as_str() {
             "short" => vec![1.0, 2.0],
-            _ => vec![7.0 * (i as f32 + 1.0), 70.0, 0.0],
+            _ => vec![7.0 * n, 70.0, 0.0],
         }
     };
     match mode.as_str() {
@@ -250,8 +255,8 @@ fn provider_settings(base: &str, mode: &str) -> EmbeddingSettings {
     }
 }
 
-fn expected(i: usize) -> Vec<f32> {
-    let v = [7.0 * (i as f32 + 1.0), 70.0, 0.0];
+fn expected(n: f32) -> Vec<f32> {
+    let v = [7.0 * n, 70.0, 0.0];
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter().map(|x| x / norm).collect()
 }
@@ -267,11 +272,11 @@ async fn provider_orders_normalises_and_authenticates() {
     assert_eq!(embedder.model().name, "fake-embed");
     assert_eq!(embedder.model().dim, 3);
 
-    let texts = strings(&["zero", "one", "two", "three", "four"]);
+    let texts = strings(&["1", "2", "3", "4", "5"]);
     let vectors = embedder.embed(&texts).await.unwrap();
     assert_eq!(vectors.len(), 5);
     for (i, v) in vectors.iter().enumerate() {
-        let want = expected(i);
+        let want = expected(i as f32 + 1.0);
         for (a, b) in v.iter().zip(&want) {
             assert!((a - b).abs() < 1e-6, "vector {i}: {v:?} vs {want:?}");
         }
@@ -279,19 +284,21 @@ async fn provider_orders_normalises_and_authenticates() {
         assert!((norm - 1.0).abs() < 1e-6);
     }
 
-    let seen = seen.lock().unwrap();
-    // batch_size 2: three requests, in order, each with the bearer key, the model and the dimensions.
-    assert_eq!(seen.bodies.len(), 3);
-    assert!(
-        seen.authorization
-            .iter()
-            .all(|a| a.as_deref() == Some("Bearer sk-test-123"))
-    );
-    assert_eq!(
-        seen.bodies[0],
-        json!({"model": "fake-embed", "input": ["zero", "one"], "dimensions": 3})
-    );
-    assert_eq!(seen.bodies[2]["input"], json!(["four"]));
+    {
+        let seen = seen.lock().unwrap();
+        // batch_size 2: three requests, in order, each with the bearer key, the model and the dimensions.
+        assert_eq!(seen.bodies.len(), 3);
+        assert!(
+            seen.authorization
+                .iter()
+                .all(|a| a.as_deref() == Some("Bearer sk-test-123"))
+        );
+        assert_eq!(
+            seen.bodies[0],
+            json!({"model": "fake-embed", "input": ["1", "2"], "dimensions": 3})
+        );
+        assert_eq!(seen.bodies[2]["input"], json!(["5"]));
+    }
 
     assert!(embedder.embed(&[]).await.unwrap().is_empty());
 }

@@ -15,7 +15,9 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::pagination::{ListResponse, page_request};
 use crate::domain::{ApiKeySecret, KeyId, KeyName, Timestamp, Uid};
-use crate::store::{Actor, ApiKeyInfo, Context, NewApiKey, PurgeReport, User};
+use crate::store::{
+    Actor, ApiKeyInfo, Context, InboxEntry, InboxState, NewApiKey, PurgeReport, User,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -24,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
         .routes(routes!(purge))
+        .routes(routes!(list_inbox))
+        .routes(routes!(retry_inbox_event))
 }
 
 fn admin_context(headers: &axum::http::HeaderMap) -> Context {
@@ -75,7 +79,9 @@ async fn delete_user(
     ApiPath(uid): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let uid = Uid::parse(uid)?;
+    let files = state.store.recording_files(&uid).await?;
     state.store.delete_user(&uid).await?;
+    state.recorder.remove_files(files).await;
     state.auth.forget_user(&uid);
     tracing::info!(uid = %uid, "user erased");
     Ok(StatusCode::NO_CONTENT)
@@ -195,4 +201,42 @@ async fn purge(
             .purge_deleted(uid.as_ref(), cutoff, &admin_context(&headers))
             .await?,
     ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InboxParams {
+    /// pending, done or dead (default dead: what needs an operator).
+    state: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/admin/inbox", tag = "admin", params(InboxParams),
+    responses((status = 200, description = "Oldest first", body = ListResponse<InboxEntry>)), security(("admin_token" = [])))]
+async fn list_inbox(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<InboxParams>,
+) -> Result<Json<ListResponse<InboxEntry>>, ApiError> {
+    let wanted = params.state.as_deref().unwrap_or("dead");
+    let inbox_state = InboxState::parse(wanted).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "state {wanted:?} is not one of pending, done, dead"
+        ))
+    })?;
+    let page = page_request(params.limit, params.cursor.as_deref())?;
+    Ok(Json(state.store.inbox(inbox_state, page).await?.into()))
+}
+
+#[utoipa::path(post, path = "/v1/admin/inbox/{id}/retry", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "Queued again", body = InboxEntry), (status = 404, body = ApiError),
+              (status = 409, description = "The event is not dead", body = ApiError)), security(("admin_token" = [])))]
+async fn retry_inbox_event(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<InboxEntry>, ApiError> {
+    let entry = state.store.retry_event(&id).await?;
+    state.inbox.wake();
+    Ok(Json(entry))
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod conversations;
 mod data;
 mod error;
 mod extract;
@@ -11,7 +12,9 @@ mod memories;
 mod openapi;
 mod pagination;
 mod rate_limit;
+mod recordings;
 mod request_id;
+mod webhooks;
 
 pub use admin::new_key;
 pub use error::ApiError;
@@ -41,6 +44,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::domain::Timestamp;
+use crate::queue::inbox::InboxWorker;
+use crate::recordings::Recorder;
 use crate::store::{Actor, Context, Store, StoreError};
 use auth::Authenticator;
 use rate_limit::KeyedLimiter;
@@ -53,6 +58,8 @@ pub struct AppState {
     auth: Arc<Authenticator>,
     limiter: Option<Arc<KeyedLimiter>>,
     metrics: PrometheusHandle,
+    inbox: InboxWorker,
+    recorder: Arc<Recorder>,
 }
 
 #[derive(Debug, Error)]
@@ -83,7 +90,19 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let inbox = InboxWorker::new(
+            Arc::clone(&store),
+            config.omi.app_id.clone(),
+            config.webhooks.max_attempts,
+        );
+        let recorder = Arc::new(Recorder::new(
+            &config.data_dir,
+            Arc::clone(&store),
+            &config.webhooks,
+        ));
         let state = AppState {
+            inbox,
+            recorder,
             auth: Arc::new(Authenticator::new(Arc::clone(&store))),
             limiter: rate_limit::limiter(&config.rate_limit),
             metrics: health::metrics_handle(),
@@ -121,6 +140,8 @@ pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let user_api = OpenApiRouter::new()
         .merge(memories::router())
+        .merge(conversations::router())
+        .merge(recordings::router())
         .merge(data::router())
         .merge(data::import_router().layer(DefaultBodyLimit::max(limits.max_import_bytes)))
         // Layers run outside-in: key → rate limit → idempotency → handler.
@@ -128,9 +149,18 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_per_key))
         .layer(from_fn_with_state(state.clone(), auth::require_key));
     let admin_api = admin::router().layer(from_fn_with_state(state.clone(), auth::require_admin));
+    // Without a way to tell Omi's requests from anyone's, the webhooks are not exposed at all.
+    let webhook_api = if state.config.webhook_auth_configured()
+        || state.config.webhooks.insecure_accept_unauthenticated
+    {
+        webhooks::router(&state.config.webhooks)
+    } else {
+        OpenApiRouter::new()
+    };
     let (api, openapi) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(user_api)
         .merge(admin_api)
+        .merge(webhook_api)
         .split_for_parts();
     let openapi_json = openapi.to_pretty_json().unwrap_or_default();
 
@@ -192,6 +222,16 @@ async fn maintenance(state: AppState) {
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "scheduled purge failed"),
+        }
+        let audio_cutoff = Timestamp::now().minus_days(state.config.webhooks.audio_retention_days);
+        match state.recorder.expire(audio_cutoff).await {
+            Ok(count) if count > 0 => tracing::info!(count, "expired recordings"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "recording cleanup failed"),
+        }
+        let inbox_cutoff = Timestamp::now().minus_days(state.config.webhooks.inbox_retention_days);
+        if let Err(error) = state.store.forget_done_events(inbox_cutoff).await {
+            tracing::warn!(%error, "inbox cleanup failed");
         }
         let expired = Timestamp::from_micros(
             Timestamp::now().as_micros() - i64::from(retention.idempotency_hours) * 3_600_000_000,

@@ -9,7 +9,9 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerSchemes),
     tags((name = "memories", description = "A user's memories, with versions and soft delete"),
          (name = "data", description = "Stats, audit trail, export and import"),
-         (name = "admin", description = "Users and API keys (admin token)"))
+         (name = "conversations", description = "Conversations and tasks derived from Omi"),
+         (name = "webhooks", description = "The endpoints Omi calls"),
+         (name = "admin", description = "Users, API keys, purge and the inbox (admin token)"))
 )]
 pub struct ApiDoc;
 

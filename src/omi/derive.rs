@@ -9,18 +9,7 @@ use crate::domain::{
     Category, Content, Conversation, ConversationEvent, ConversationId, Metadata, NewTask, Source,
     Tag, Tags, TaskDescription, Timestamp, TranscriptSegment,
 };
-use crate::store::NewMemory;
-
-/// Everything one conversation-created event turns into.
-#[derive(Debug, Clone)]
-pub struct DerivedConversation {
-    pub conversation: Conversation,
-    pub segments: Vec<TranscriptSegment>,
-    pub events: Vec<ConversationEvent>,
-    /// The summary memory; `None` for discarded conversations, this app's own imports, or no text.
-    pub summary: Option<NewMemory>,
-    pub tasks: Vec<NewTask>,
-}
+use crate::store::{ConversationWork, DaySummaryWork, NewMemory};
 
 fn short_hash(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
@@ -48,7 +37,7 @@ pub fn conversation(
     c: payload::Conversation,
     own_app_id: Option<&str>,
     received_at: Timestamp,
-) -> DerivedConversation {
+) -> ConversationWork {
     let imported_by_this_app = c.source == "external_integration"
         && own_app_id.is_some_and(|own| c.app_id.as_deref() == Some(own));
     let created_at = c.created_at.or(c.started_at).unwrap_or(received_at);
@@ -130,7 +119,7 @@ pub fn conversation(
         deliveries: 1,
         updated_at: received_at,
     };
-    DerivedConversation {
+    ConversationWork {
         conversation,
         segments,
         events,
@@ -172,18 +161,10 @@ fn summary_memory(c: &payload::Conversation, created_at: Timestamp) -> Option<Ne
     })
 }
 
-/// Everything one day summary turns into.
-#[derive(Debug, Clone)]
-pub struct DerivedDay {
-    /// `summary_json.id`, else its date: one record per day summary, however often it is delivered.
-    pub key: String,
-    pub date: String,
-    pub summary: serde_json::Value,
-    pub memories: Vec<NewMemory>,
-    pub tasks: Vec<NewTask>,
-}
-
-pub fn day_summary(body: payload::DaySummaryBody, received_at: Timestamp) -> Option<DerivedDay> {
+pub fn day_summary(
+    body: payload::DaySummaryBody,
+    received_at: Timestamp,
+) -> Option<DaySummaryWork> {
     let day = body.summary_json?;
     let key = day
         .id
@@ -251,7 +232,7 @@ pub fn day_summary(body: payload::DaySummaryBody, received_at: Timestamp) -> Opt
         })
         .collect();
     let summary = serde_json::to_value(&day).unwrap_or_default();
-    Some(DerivedDay {
+    Some(DaySummaryWork {
         key,
         date: day.date,
         summary,

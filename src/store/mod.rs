@@ -1,9 +1,11 @@
 //! The store of record. One trait, one implementation per backend; callers never know which runs.
 //! Every per-user operation takes the caller's `Uid` first and scopes every query by it.
 
+mod ingest;
 pub mod sqlite;
 mod types;
 
+pub use ingest::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::{Config, DatabaseLocation};
 
-use crate::domain::{KeyId, Memory, MemoryId, MemoryVersion, Timestamp, Uid};
+use crate::domain::{Conversation, KeyId, Memory, MemoryId, MemoryVersion, Task, Timestamp, Uid};
 
 /// Opens the database the configuration names.
 pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
@@ -159,4 +161,94 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     async fn idempotency_abandon(&self, uid: &Uid, key: &str) -> Result<(), StoreError>;
     async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError>;
+
+    // Omi ingest: the inbox, and what its events derive.
+    /// Records a webhook event before it is acknowledged (or finds its earlier copy). A transcript batch
+    /// is processed in the same transaction. Unknown users are created when `auto_create_user`.
+    async fn ingest(
+        &self,
+        uid: &Uid,
+        auto_create_user: bool,
+        event: NewInboxEvent,
+        transcript: Option<TranscriptWork>,
+        ctx: &Context,
+    ) -> Result<Ingested, StoreError>;
+    /// Pending events whose next attempt is due, oldest first.
+    async fn due_events(&self, now: Timestamp, limit: u32) -> Result<Vec<DueEvent>, StoreError>;
+    /// Applies an event's work and marks it done, atomically. `false` if it was no longer pending.
+    async fn complete_event(
+        &self,
+        uid: &Uid,
+        id: &str,
+        work: EventWork,
+        ctx: &Context,
+    ) -> Result<bool, StoreError>;
+    /// Records a failed attempt; the event is retried at `retry_at`, or dead without one.
+    async fn fail_event(
+        &self,
+        uid: &Uid,
+        id: &str,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
+    async fn inbox(
+        &self,
+        state: InboxState,
+        page: PageRequest,
+    ) -> Result<Page<InboxEntry>, StoreError>;
+    /// Puts a dead event back in the queue.
+    async fn retry_event(&self, id: &str) -> Result<InboxEntry, StoreError>;
+    async fn forget_done_events(&self, before: Timestamp) -> Result<u64, StoreError>;
+    async fn is_setup(&self, uid: &Uid) -> Result<bool, StoreError>;
+    async fn conversations(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError>;
+    async fn conversation(&self, uid: &Uid, id: &str) -> Result<ConversationDetail, StoreError>;
+    async fn tasks(
+        &self,
+        uid: &Uid,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<Task>, StoreError>;
+    async fn update_task(
+        &self,
+        uid: &Uid,
+        id: &str,
+        patch: TaskPatch,
+        ctx: &Context,
+    ) -> Result<Task, StoreError>;
+    /// Whether an event with this dedupe key was recorded already.
+    async fn seen_event(
+        &self,
+        uid: &Uid,
+        kind: EventKind,
+        dedupe_key: &str,
+    ) -> Result<bool, StoreError>;
+
+    // Audio recordings (metadata; the files are the caller's).
+    /// The recording a chunk at this sample rate continues, if its last chunk came after `continues_after`.
+    async fn current_recording(
+        &self,
+        uid: &Uid,
+        sample_rate: u32,
+        continues_after: Timestamp,
+    ) -> Result<Option<Recording>, StoreError>;
+    async fn start_recording(&self, uid: &Uid, recording: Recording) -> Result<(), StoreError>;
+    async fn recording_appended(
+        &self,
+        uid: &Uid,
+        id: &str,
+        bytes: i64,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// PCM bytes held for the user.
+    async fn recording_usage(&self, uid: &Uid) -> Result<i64, StoreError>;
+    async fn recordings(&self, uid: &Uid, page: PageRequest)
+    -> Result<Page<Recording>, StoreError>;
+    async fn recording(&self, uid: &Uid, id: &str) -> Result<Recording, StoreError>;
+    /// Forgets recordings whose last chunk is older than `before`; returns their files.
+    async fn expire_recordings(&self, before: Timestamp) -> Result<Vec<String>, StoreError>;
+    async fn recording_files(&self, uid: &Uid) -> Result<Vec<String>, StoreError>;
 }

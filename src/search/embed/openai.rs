@@ -360,12 +360,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_request_goes_through_rustls() {
-        // Nothing listens on port 1: the request must fail as a transport error, proving the TLS
-        // client (rustls + ring provider) is usable rather than panicking for want of a provider.
-        let e = OpenAiEmbedder::new(&settings("https://127.0.0.1:1/v1"), 3).unwrap();
+    async fn https_requests_speak_tls_through_rustls_and_ring() {
+        use std::io::{Read, Write};
+        // A plain TCP listener that records the first bytes the client sends, then answers garbage. A
+        // TLS ClientHello (record type 0x16, version 3.x) shows the rustls client with the ring provider
+        // is configured and handshaking, with no cmake-built aws-lc-rs in the build.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut first = [0u8; 5];
+            socket.read_exact(&mut first).unwrap();
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            first
+        });
+        let e = OpenAiEmbedder::new(&settings(&format!("https://{addr}/v1")), 3).unwrap();
         let err = e.embed(&["x".to_owned()]).await.unwrap_err();
         assert!(matches!(err, EmbedError::Transport(_)), "{err:?}");
-        assert!(err.is_transient());
+        let first = server.join().unwrap();
+        assert_eq!(first[0], 0x16, "TLS handshake record, got {first:?}");
+        assert_eq!(first[1], 0x03, "TLS version 3.x, got {first:?}");
     }
 }

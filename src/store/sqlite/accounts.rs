@@ -82,28 +82,33 @@ pub fn list_users(conn: &Connection, page: &PageRequest) -> Result<Page<User>, S
         )
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit as usize {
-        items.truncate(page.limit as usize);
-        items
-            .last()
-            .map(|u| Cursor::new(u.created_at.as_micros(), u.uid.as_str()))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(super::page_of(&mut items, page.limit, |u: &User| {
+        Cursor::new(u.created_at.as_micros(), u.uid.as_str())
+    }))
 }
+
+/// Every table with per-user rows; `users` last.
+const USER_TABLES: [&str; 15] = [
+    "memory_tags",
+    "memory_versions",
+    "memories",
+    "audit_events",
+    "idempotency_keys",
+    "api_keys",
+    "inbox_events",
+    "conversations",
+    "transcript_segments",
+    "conversation_events",
+    "tasks",
+    "live_segments",
+    "day_summaries",
+    "recordings",
+    "users",
+];
 
 pub fn delete_user(conn: &Connection, uid: &Uid) -> Result<(), StoreError> {
     require_user(conn, uid).map_err(|_| StoreError::NotFound)?;
-    for table in [
-        "memory_tags",
-        "memory_versions",
-        "memories",
-        "audit_events",
-        "idempotency_keys",
-        "api_keys",
-        "users",
-    ] {
+    for table in USER_TABLES {
         conn.execute(
             &format!("DELETE FROM {table} WHERE uid = ?1"),
             [uid.as_str()],

@@ -72,11 +72,7 @@ pub fn page(
         )
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit as usize {
-        items.truncate(page.limit as usize);
-        items.last().map(|e| Cursor::new(e.seq, ""))
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(super::page_of(&mut items, page.limit, |e: &AuditEvent| {
+        Cursor::new(e.seq, "")
+    }))
 }

@@ -480,23 +480,9 @@ pub fn list(conn: &Connection, uid: &Uid, q: &ListQuery) -> Result<Page<Memory>,
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(db_error)?;
-    Ok(paginate(&mut items, q.page.limit))
-}
-
-/// Turns a `limit + 1` result into a page: the extra row only tells that there is more.
-fn paginate(items: &mut Vec<Memory>, limit: u32) -> Page<Memory> {
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|m| Cursor::new(m.created_at.as_micros(), m.id.to_string()))
-    } else {
-        None
-    };
-    Page {
-        items: std::mem::take(items),
-        next_cursor,
-    }
+    Ok(super::page_of(&mut items, q.page.limit, |m: &Memory| {
+        Cursor::new(m.created_at.as_micros(), m.id.to_string())
+    }))
 }
 
 /// Purges up to `batch` memories soft-deleted before the cutoff. Returns how many it purged.

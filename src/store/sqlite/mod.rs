@@ -3,8 +3,10 @@
 mod accounts;
 mod audit;
 mod idempotency;
+mod ingest;
 mod memories;
 mod pool;
+mod recordings;
 mod schema;
 
 pub use pool::{PoolOptions, Synchronous};
@@ -12,7 +14,9 @@ pub use pool::{PoolOptions, Synchronous};
 use async_trait::async_trait;
 use std::path::Path;
 
-use crate::domain::{KeyId, Memory, MemoryId, MemoryVersion, Timestamp, Uid, ValidationError};
+use crate::domain::{
+    Conversation, KeyId, Memory, MemoryId, MemoryVersion, Task, Timestamp, Uid, ValidationError,
+};
 use crate::store::*;
 use pool::Pool;
 
@@ -48,6 +52,24 @@ pub(crate) fn db_error(error: rusqlite::Error) -> StoreError {
 
 fn is_constraint_violation(error: &rusqlite::Error) -> bool {
     error.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Turns a `limit + 1` query result into a page: the extra row only tells that there is more.
+fn page_of<T>(
+    items: &mut Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> crate::domain::Cursor,
+) -> Page<T> {
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Page {
+        items: std::mem::take(items),
+        next_cursor,
+    }
 }
 
 /// A stored value that no longer parses means the file was changed behind our back.
@@ -341,6 +363,195 @@ impl Store for SqliteStore {
     async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError> {
         self.pool
             .write(move |c| idempotency::purge(c, created_before))
+            .await
+    }
+
+    async fn ingest(
+        &self,
+        uid: &Uid,
+        auto_create_user: bool,
+        event: NewInboxEvent,
+        transcript: Option<TranscriptWork>,
+        ctx: &Context,
+    ) -> Result<Ingested, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool
+            .write(move |c| ingest::ingest(c, &uid, auto_create_user, event, transcript, &ctx))
+            .await
+    }
+
+    async fn due_events(&self, now: Timestamp, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
+        self.pool.read(move |c| ingest::due(c, now, limit)).await
+    }
+
+    async fn complete_event(
+        &self,
+        uid: &Uid,
+        id: &str,
+        work: EventWork,
+        ctx: &Context,
+    ) -> Result<bool, StoreError> {
+        let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| ingest::complete(c, &uid, &id, work, &ctx))
+            .await
+    }
+
+    async fn fail_event(
+        &self,
+        uid: &Uid,
+        id: &str,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let (uid, id, error) = (uid.clone(), id.to_owned(), error.to_owned());
+        self.pool
+            .write(move |c| ingest::fail(c, &uid, &id, &error, retry_at))
+            .await
+    }
+
+    async fn inbox(
+        &self,
+        state: InboxState,
+        page: PageRequest,
+    ) -> Result<Page<InboxEntry>, StoreError> {
+        self.pool.read(move |c| ingest::list(c, state, &page)).await
+    }
+
+    async fn retry_event(&self, id: &str) -> Result<InboxEntry, StoreError> {
+        let id = id.to_owned();
+        self.pool.write(move |c| ingest::retry(c, &id)).await
+    }
+
+    async fn forget_done_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.pool
+            .write(move |c| ingest::forget_done(c, before))
+            .await
+    }
+
+    async fn is_setup(&self, uid: &Uid) -> Result<bool, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| ingest::is_setup(c, &uid)).await
+    }
+
+    async fn conversations(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| ingest::conversations(c, &uid, &page))
+            .await
+    }
+
+    async fn conversation(&self, uid: &Uid, id: &str) -> Result<ConversationDetail, StoreError> {
+        let (uid, id) = (uid.clone(), id.to_owned());
+        self.pool
+            .read(move |c| ingest::conversation(c, &uid, &id))
+            .await
+    }
+
+    async fn tasks(
+        &self,
+        uid: &Uid,
+        filter: TaskFilter,
+        page: PageRequest,
+    ) -> Result<Page<Task>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| ingest::tasks(c, &uid, &filter, &page))
+            .await
+    }
+
+    async fn update_task(
+        &self,
+        uid: &Uid,
+        id: &str,
+        patch: TaskPatch,
+        ctx: &Context,
+    ) -> Result<Task, StoreError> {
+        let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| ingest::update_task(c, &uid, &id, patch, &ctx))
+            .await
+    }
+
+    async fn seen_event(
+        &self,
+        uid: &Uid,
+        kind: EventKind,
+        dedupe_key: &str,
+    ) -> Result<bool, StoreError> {
+        let (uid, key) = (uid.clone(), dedupe_key.to_owned());
+        self.pool
+            .read(move |c| ingest::seen(c, &uid, kind, &key))
+            .await
+    }
+
+    async fn current_recording(
+        &self,
+        uid: &Uid,
+        sample_rate: u32,
+        continues_after: Timestamp,
+    ) -> Result<Option<Recording>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| recordings::current(c, &uid, sample_rate, continues_after))
+            .await
+    }
+
+    async fn start_recording(&self, uid: &Uid, recording: Recording) -> Result<(), StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .write(move |c| recordings::start(c, &uid, &recording))
+            .await
+    }
+
+    async fn recording_appended(
+        &self,
+        uid: &Uid,
+        id: &str,
+        bytes: i64,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (uid, id) = (uid.clone(), id.to_owned());
+        self.pool
+            .write(move |c| recordings::appended(c, &uid, &id, bytes, at))
+            .await
+    }
+
+    async fn recording_usage(&self, uid: &Uid) -> Result<i64, StoreError> {
+        let uid = uid.clone();
+        self.pool.read(move |c| recordings::usage(c, &uid)).await
+    }
+
+    async fn recordings(
+        &self,
+        uid: &Uid,
+        page: PageRequest,
+    ) -> Result<Page<Recording>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| recordings::list(c, &uid, &page))
+            .await
+    }
+
+    async fn recording(&self, uid: &Uid, id: &str) -> Result<Recording, StoreError> {
+        let (uid, id) = (uid.clone(), id.to_owned());
+        self.pool.read(move |c| recordings::get(c, &uid, &id)).await
+    }
+
+    async fn expire_recordings(&self, before: Timestamp) -> Result<Vec<String>, StoreError> {
+        self.pool
+            .write(move |c| recordings::expire(c, before))
+            .await
+    }
+
+    async fn recording_files(&self, uid: &Uid) -> Result<Vec<String>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| recordings::files_of_user(c, &uid))
             .await
     }
 }

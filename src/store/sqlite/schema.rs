@@ -4,11 +4,18 @@ use rusqlite::Connection;
 
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("migrations/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "omi_ingest",
+        include_str!("migrations/0002_omi_ingest.sql"),
+    ),
+];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
 /// against a database migrated by a newer build.

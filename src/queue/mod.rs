@@ -1,0 +1,3 @@
+//! Durable queues in the database, and the workers that drain them.
+
+pub mod inbox;
