@@ -1175,6 +1175,7 @@ async fn run(config: &Config) -> Results {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    angel_memory::tls::install_crypto_provider();
     let config = Config::from_env();
     // Dropping `run` (on Ctrl-C) drops the server guard, which kills the child.
     let results = tokio::select! {

@@ -12,4 +12,5 @@ pub mod recordings;
 pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transfer;

@@ -18,6 +18,7 @@ pub struct TestApp {
 
 /// Starts a server with test settings; `adjust` may change the configuration first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    angel_memory::tls::install_crypto_provider();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -11,3 +11,5 @@ mod isolation;
 mod memories;
 mod service;
 mod store_conformance;
+mod webhook_crash;
+mod webhooks;
