@@ -128,10 +128,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintenance(self.state.clone()));
+        let worker = tokio::spawn(self.state.inbox.clone().run());
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         maintenance.abort();
+        worker.abort();
         result
     }
 }

@@ -218,12 +218,19 @@ pub fn day_summary(
             decision.conversation_id.as_ref(),
         ));
     }
+    // An item that points at a conversation shares that conversation's task identity, so the same
+    // action item from both the conversation and the day summary is one task.
     let tasks = day
         .action_items
         .iter()
         .filter_map(|item| {
+            let hash = short_hash(item.description.trim());
+            let origin = match &item.source_conversation_id {
+                Some(conversation) => format!("conversation:{conversation}:{hash}"),
+                None => format!("day:{key}:{hash}"),
+            };
             Some(NewTask {
-                origin: format!("day:{key}:{}", short_hash(item.description.trim())),
+                origin,
                 description: TaskDescription::parse(&item.description).ok()?,
                 completed: item.completed,
                 due_at: None,
