@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::CliError;
 use super::output::Output;
+use crate::config::Config;
 use crate::domain::{KeyId, KeyName, Uid};
 use crate::http::new_key;
+use crate::recordings::Recorder;
 use crate::store::{Context, PageRequest, Store};
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +42,7 @@ pub enum KeyCommand {
 
 pub async fn user(
     store: Arc<dyn Store>,
+    config: &Config,
     command: UserCommand,
     out: &Output,
 ) -> Result<(), CliError> {
@@ -72,7 +75,10 @@ pub async fn user(
                 ));
             }
             let uid = Uid::parse(uid)?;
+            let recorder = Recorder::new(&config.data_dir, Arc::clone(&store), &config.webhooks);
+            let files = store.recording_files(&uid).await?;
             store.delete_user(&uid).await?;
+            recorder.remove_files(files).await;
             out.line(&format!("erased user {uid}"));
         }
     }

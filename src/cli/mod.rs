@@ -2,6 +2,7 @@
 //! (so they also work while no server runs, and before any admin token exists).
 
 mod accounts;
+mod inbox;
 mod memories;
 mod output;
 mod transfer;
@@ -67,6 +68,9 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// The inbox of Omi webhook events: list, and retry dead ones.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
     /// Write all of a user's data as JSONL.
     Export(transfer::ExportArgs),
     /// Read a JSONL export into a user's account (all or nothing).
@@ -153,7 +157,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             out.line(&format!("database ready: {}", store.describe()));
             Ok(())
         }
-        Command::User(command) => accounts::user(open(&config)?, command, &out).await,
+        Command::User(command) => accounts::user(open(&config)?, &config, command, &out).await,
+        Command::Inbox(command) => inbox::run(open(&config)?, command, &out).await,
         Command::Key(command) => accounts::key(open(&config)?, command, &out).await,
         Command::Memory(command) => memories::run(open(&config)?, &config, command, &out).await,
         Command::Stats { user } => {

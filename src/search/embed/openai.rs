@@ -82,9 +82,7 @@ impl OpenAiEmbedder {
                 settings.base_url
             )));
         }
-        // reqwest is built with rustls but without a bundled crypto provider (the default one, aws-lc-rs,
-        // needs cmake); install ring as the process default. An error only means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(settings.timeout())
             .connect_timeout(settings.timeout())
