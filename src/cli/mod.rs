@@ -180,9 +180,17 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let store = store::open(&config)?;
     let described = store.describe();
     let admin = config.admin_token.is_some();
+    let webhooks = if config.webhooks.insecure_accept_unauthenticated {
+        "WARNING: webhooks accept UNAUTHENTICATED requests (webhooks.insecure_accept_unauthenticated); development only"
+    } else if config.webhook_auth_configured() {
+        "webhooks on: /webhooks/omi/{conversation,transcript,audio,day-summary,setup-completed}"
+    } else {
+        "webhooks off: set ANGEL_MEMORY_WEBHOOK_TOKEN or ANGEL_MEMORY_OMI_SIGNING_SECRET to receive Omi's events"
+    };
     let app = Application::build(config, store).await?;
     println!("angel-memory listening on http://{}", app.local_addr());
     println!("database: {described}");
+    println!("{webhooks}");
     if !admin {
         println!(
             "admin API off (set ANGEL_MEMORY_ADMIN_TOKEN to enable it); manage users with `angel-memory user` and `angel-memory key`"
