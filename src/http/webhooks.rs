@@ -138,6 +138,19 @@ fn signature_reason(error: &signature::SignatureError) -> &'static str {
     }
 }
 
+/// The checks every event shares: a readable body within its limit, a valid uid, authenticity.
+fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &WebhookQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Uid, Bytes), ApiError> {
+    let body = body_or_413(body)?;
+    let uid = query.uid()?;
+    authenticate(state, headers, query, &uid, &body)?;
+    Ok((uid, body))
+}
+
 fn body_or_413(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| match rejection.status().as_u16() {
         413 => {
@@ -200,9 +213,7 @@ async fn conversation_created(
     Query(query): Query<WebhookQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_or_413(body)?;
-    let uid = query.uid()?;
-    authenticate(&state, &headers, &query, &uid, &body)?;
+    let (uid, body) = accept(&state, &headers, &query, body)?;
     let conversation: payload::Conversation = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("not a conversation: {e}")))?;
     if conversation.id.trim().is_empty() {
@@ -221,9 +232,7 @@ async fn transcript(
     Query(query): Query<WebhookQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_or_413(body)?;
-    let uid = query.uid()?;
-    authenticate(&state, &headers, &query, &uid, &body)?;
+    let (uid, body) = accept(&state, &headers, &query, body)?;
     let batch: payload::TranscriptBatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("not a transcript batch: {e}")))?;
     let (session_id, segments) = batch.into_parts();
@@ -302,9 +311,7 @@ async fn day_summary(
     Query(query): Query<WebhookQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_or_413(body)?;
-    let uid = query.uid()?;
-    authenticate(&state, &headers, &query, &uid, &body)?;
+    let (uid, body) = accept(&state, &headers, &query, body)?;
     serde_json::from_slice::<payload::DaySummaryBody>(&body)
         .map_err(|e| ApiError::BadRequest(format!("not a day summary: {e}")))?;
     record(&state, &uid, EventKind::DaySummary, &body, None, &headers).await
@@ -345,9 +352,7 @@ async fn audio(
     Query(query): Query<WebhookQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body_or_413(body)?;
-    let uid = query.uid()?;
-    authenticate(&state, &headers, &query, &uid, &body)?;
+    let (uid, body) = accept(&state, &headers, &query, body)?;
     let sample_rate = query
         .sample_rate
         .filter(|rate| (1_000..=192_000).contains(rate))
