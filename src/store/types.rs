@@ -225,6 +225,11 @@ impl PageRequest {
     pub fn first(limit: u32) -> Self {
         Self { limit, after: None }
     }
+
+    /// Where the page starts: the cursor's position, or `start` (the far end) on the first page.
+    pub fn position_or(&self, start: i64) -> (i64, String) {
+        self.after.as_ref().map_or((start, String::new()), |c| (c.position, c.id.clone()))
+    }
 }
 
 /// Filters and position for listing memories, newest first by default.

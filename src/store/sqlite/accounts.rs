@@ -59,10 +59,7 @@ pub fn get_user(conn: &Connection, uid: &Uid) -> Result<User, StoreError> {
 }
 
 pub fn list_users(conn: &Connection, page: &PageRequest) -> Result<Page<User>, StoreError> {
-    let (after_at, after_uid) = page
-        .after
-        .as_ref()
-        .map_or((i64::MIN, String::new()), |c| (c.position, c.id.clone()));
+    let (after_at, after_uid) = page.position_or(i64::MIN);
     let mut stmt = conn
         .prepare_cached(
             "SELECT uid, created_at FROM users WHERE (created_at, uid) > (?1, ?2)

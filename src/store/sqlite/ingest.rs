@@ -230,10 +230,7 @@ pub fn list(
     state: InboxState,
     page: &PageRequest,
 ) -> Result<Page<InboxEntry>, StoreError> {
-    let (after_at, after_id) = page
-        .after
-        .as_ref()
-        .map_or((i64::MIN, String::new()), |c| (c.position, c.id.clone()));
+    let (after_at, after_id) = page.position_or(i64::MIN);
     let mut items = conn
         .prepare_cached(&format!(
             "SELECT {INBOX_COLUMNS} FROM inbox_events WHERE state = ?1 AND (received_at, id) > (?2, ?3)
@@ -476,10 +473,10 @@ fn apply_day_summary(
     upsert_tasks(conn, uid, &work.tasks)
 }
 
-const CONVERSATION_COLUMNS: &str = "id, title, overview, emoji, category, source, language, created_at, started_at, \
+pub(super) const CONVERSATION_COLUMNS: &str = "id, title, overview, emoji, category, source, language, created_at, started_at, \
      finished_at, discarded, imported_by_this_app, geolocation, folder_name, apps_results, memory_id, deliveries, updated_at";
 
-fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+pub(super) fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
     let geolocation: Option<String> = r.get(12)?;
     let apps_results: String = r.get(14)?;
     let memory_id: Option<String> = r.get(15)?;
@@ -511,10 +508,7 @@ pub fn conversations(
     uid: &Uid,
     page: &PageRequest,
 ) -> Result<Page<Conversation>, StoreError> {
-    let (before_at, before_id) = page
-        .after
-        .as_ref()
-        .map_or((i64::MAX, String::new()), |c| (c.position, c.id.clone()));
+    let (before_at, before_id) = page.position_or(i64::MAX);
     let mut items = conn
         .prepare_cached(&format!(
             "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE uid = ?1 AND (created_at, id) < (?2, ?3)
@@ -628,10 +622,7 @@ pub fn tasks(
     filter: &TaskFilter,
     page: &PageRequest,
 ) -> Result<Page<Task>, StoreError> {
-    let (before_at, before_id) = page
-        .after
-        .as_ref()
-        .map_or((i64::MAX, String::new()), |c| (c.position, c.id.clone()));
+    let (before_at, before_id) = page.position_or(i64::MAX);
     let mut items = conn
         .prepare_cached(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks WHERE uid = ?1 AND (created_at, id) < (?2, ?3)

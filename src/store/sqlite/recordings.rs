@@ -87,10 +87,7 @@ pub fn list(
     uid: &Uid,
     page: &PageRequest,
 ) -> Result<Page<Recording>, StoreError> {
-    let (before_at, before_id) = page
-        .after
-        .as_ref()
-        .map_or((i64::MAX, String::new()), |c| (c.position, c.id.clone()));
+    let (before_at, before_id) = page.position_or(i64::MAX);
     let mut items = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM recordings WHERE uid = ?1 AND (started_at, id) < (?2, ?3)
