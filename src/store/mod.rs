@@ -2,10 +2,12 @@
 //! Every per-user operation takes the caller's `Uid` first and scopes every query by it.
 
 mod ingest;
+mod search;
 pub mod sqlite;
 mod types;
 
 pub use ingest::*;
+pub use search::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -251,4 +253,58 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets recordings whose last chunk is older than `before`; returns their files.
     async fn expire_recordings(&self, before: Timestamp) -> Result<Vec<String>, StoreError>;
     async fn recording_files(&self, uid: &Uid) -> Result<Vec<String>, StoreError>;
+
+    // Search.
+    /// Active memories matching an FTS5 expression (built by `search::query`, never raw user text),
+    /// best BM25 first, at most `limit`.
+    async fn search_memories_text(
+        &self,
+        uid: &Uid,
+        fts_query: &str,
+        filter: &SearchFilter,
+        limit: u32,
+    ) -> Result<Vec<TextHit>, StoreError>;
+    /// Active memories with these ids, in the order given (missing or deleted ones left out).
+    async fn memories_by_ids(&self, uid: &Uid, ids: &[MemoryId]) -> Result<Vec<Memory>, StoreError>;
+    /// Ids of the active memories the filter lets through.
+    async fn filtered_memory_ids(
+        &self,
+        uid: &Uid,
+        filter: &SearchFilter,
+    ) -> Result<Vec<MemoryId>, StoreError>;
+    async fn search_conversations(
+        &self,
+        uid: &Uid,
+        fts_query: &str,
+        limit: u32,
+    ) -> Result<Vec<ConversationHit>, StoreError>;
+    /// Moves whenever what vector search sees for this user may have changed.
+    async fn search_generation(&self, uid: &Uid) -> Result<i64, StoreError>;
+    /// The user's ready vectors of this model, for active memories.
+    async fn load_vectors(&self, uid: &Uid, model: &VectorModel) -> Result<StoredVectors, StoreError>;
+    /// Queues every active memory without a current vector (or failure) of this model.
+    async fn enqueue_stale_embeddings(&self, model: &VectorModel) -> Result<u64, StoreError>;
+    /// Memories whose turn to be embedded has come, oldest request first.
+    async fn embedding_backlog(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<EmbeddingJob>, StoreError>;
+    /// Records vectors and failures, and takes finished jobs off the queue, in one transaction.
+    async fn save_embeddings(
+        &self,
+        model: &VectorModel,
+        results: Vec<(EmbeddingJob, EmbeddingOutcome)>,
+    ) -> Result<(), StoreError>;
+    async fn embedding_status(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        model: Option<&VectorModel>,
+    ) -> Result<EmbeddingStatus, StoreError>;
+    async fn embedding_counts(
+        &self,
+        uid: &Uid,
+        model: Option<&VectorModel>,
+    ) -> Result<EmbeddingCounts, StoreError>;
 }

@@ -16,10 +16,10 @@ use crate::store::{
     NewMemory, Page, PageRequest, SortOrder, StateFilter, Stats, StoreError, TagMatch,
 };
 
-const COLUMNS: &str = "id, uid, content, category, tags, visibility, source, conversation_id, metadata, \
+pub(super) const COLUMNS: &str = "id, uid, content, category, tags, visibility, source, conversation_id, metadata, \
                        occurred_at, created_at, updated_at, deleted_at, version, content_hash";
 
-fn memory_from_row(r: &Row<'_>) -> rusqlite::Result<Memory> {
+pub(super) fn memory_from_row(r: &Row<'_>) -> rusqlite::Result<Memory> {
     let id: String = r.get(0)?;
     let uid: String = r.get(1)?;
     let content: String = r.get(2)?;

@@ -8,6 +8,7 @@ mod memories;
 mod pool;
 mod recordings;
 mod schema;
+mod search;
 
 pub use pool::{PoolOptions, Synchronous};
 
@@ -552,6 +553,112 @@ impl Store for SqliteStore {
         let uid = uid.clone();
         self.pool
             .read(move |c| recordings::files_of_user(c, &uid))
+            .await
+    }
+
+    async fn search_memories_text(
+        &self,
+        uid: &Uid,
+        fts_query: &str,
+        filter: &SearchFilter,
+        limit: u32,
+    ) -> Result<Vec<TextHit>, StoreError> {
+        let (uid, fts_query, filter) = (uid.clone(), fts_query.to_owned(), filter.clone());
+        self.pool
+            .read(move |c| search::search_memories_text(c, &uid, &fts_query, &filter, limit))
+            .await
+    }
+
+    async fn memories_by_ids(&self, uid: &Uid, ids: &[MemoryId]) -> Result<Vec<Memory>, StoreError> {
+        let (uid, ids) = (uid.clone(), ids.to_vec());
+        self.pool
+            .read(move |c| search::memories_by_ids(c, &uid, &ids))
+            .await
+    }
+
+    async fn filtered_memory_ids(
+        &self,
+        uid: &Uid,
+        filter: &SearchFilter,
+    ) -> Result<Vec<MemoryId>, StoreError> {
+        let (uid, filter) = (uid.clone(), filter.clone());
+        self.pool
+            .read(move |c| search::filtered_memory_ids(c, &uid, &filter))
+            .await
+    }
+
+    async fn search_conversations(
+        &self,
+        uid: &Uid,
+        fts_query: &str,
+        limit: u32,
+    ) -> Result<Vec<ConversationHit>, StoreError> {
+        let (uid, fts_query) = (uid.clone(), fts_query.to_owned());
+        self.pool
+            .read(move |c| search::search_conversations(c, &uid, &fts_query, limit))
+            .await
+    }
+
+    async fn search_generation(&self, uid: &Uid) -> Result<i64, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| search::search_generation(c, &uid))
+            .await
+    }
+
+    async fn load_vectors(&self, uid: &Uid, model: &VectorModel) -> Result<StoredVectors, StoreError> {
+        let (uid, model) = (uid.clone(), model.clone());
+        self.pool
+            .read(move |c| search::load_vectors(c, &uid, &model))
+            .await
+    }
+
+    async fn enqueue_stale_embeddings(&self, model: &VectorModel) -> Result<u64, StoreError> {
+        let model = model.clone();
+        self.pool
+            .write(move |c| search::enqueue_stale(c, &model))
+            .await
+    }
+
+    async fn embedding_backlog(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<EmbeddingJob>, StoreError> {
+        self.pool.read(move |c| search::backlog(c, now, limit)).await
+    }
+
+    async fn save_embeddings(
+        &self,
+        model: &VectorModel,
+        results: Vec<(EmbeddingJob, EmbeddingOutcome)>,
+    ) -> Result<(), StoreError> {
+        let model = model.clone();
+        self.pool
+            .write(move |c| search::save_embeddings(c, &model, results))
+            .await
+    }
+
+    async fn embedding_status(
+        &self,
+        uid: &Uid,
+        id: MemoryId,
+        model: Option<&VectorModel>,
+    ) -> Result<EmbeddingStatus, StoreError> {
+        let (uid, model) = (uid.clone(), model.cloned());
+        self.pool
+            .read(move |c| search::embedding_status(c, &uid, id, model.as_ref()))
+            .await
+    }
+
+    async fn embedding_counts(
+        &self,
+        uid: &Uid,
+        model: Option<&VectorModel>,
+    ) -> Result<EmbeddingCounts, StoreError> {
+        let (uid, model) = (uid.clone(), model.cloned());
+        self.pool
+            .read(move |c| search::embedding_counts(c, &uid, model.as_ref()))
             .await
     }
 }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "omi_ingest",
         include_str!("migrations/0002_omi_ingest.sql"),
     ),
+    (3, "search", include_str!("migrations/0003_search.sql")),
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run

@@ -1,0 +1,443 @@
+//! Search in the embedded backend: FTS5 (BM25) over memories and conversations, stored vectors and the
+//! embedding queue. Every query is scoped by the caller's uid.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{db_error, ingest, memories, stored};
+use crate::domain::{Memory, MemoryId, Timestamp, Uid};
+use crate::store::{
+    ConversationHit, EmbeddingCounts, EmbeddingJob, EmbeddingOutcome, EmbeddingStatus,
+    SearchFilter, StoreError, StoredVectors, TagMatch, TextHit, VectorModel,
+};
+
+fn prefixed(columns: &str, alias: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Appends ` AND …` conditions on the memories alias `m` for the filter.
+fn push_filter(filter: &SearchFilter, sql: &mut String, args: &mut Vec<Value>) {
+    if let Some(category) = filter.category {
+        sql.push_str(" AND m.category = ?");
+        args.push(Value::Text(category.as_str().to_owned()));
+    }
+    if let Some(source) = filter.source {
+        sql.push_str(" AND m.source = ?");
+        args.push(Value::Text(source.as_str().to_owned()));
+    }
+    if let Some(conversation_id) = &filter.conversation_id {
+        sql.push_str(" AND m.conversation_id = ?");
+        args.push(Value::Text(conversation_id.as_str().to_owned()));
+    }
+    if let Some(from) = filter.created.from {
+        sql.push_str(" AND m.created_at >= ?");
+        args.push(from.as_micros().into());
+    }
+    if let Some(to) = filter.created.to {
+        sql.push_str(" AND m.created_at < ?");
+        args.push(to.as_micros().into());
+    }
+    if !filter.tags.is_empty() {
+        let placeholders = vec!["?"; filter.tags.len()].join(", ");
+        let matching = format!(
+            "(SELECT COUNT(*) FROM memory_tags t WHERE t.uid = m.uid AND t.memory_id = m.id AND t.tag IN ({placeholders}))"
+        );
+        match filter.tag_match {
+            TagMatch::Any => sql.push_str(&format!(" AND {matching} > 0")),
+            TagMatch::All => sql.push_str(&format!(" AND {matching} = {}", filter.tags.len())),
+        }
+        args.extend(
+            filter
+                .tags
+                .iter()
+                .map(|t| Value::Text(t.as_str().to_owned())),
+        );
+    }
+}
+
+pub fn search_memories_text(
+    conn: &Connection,
+    uid: &Uid,
+    fts_query: &str,
+    filter: &SearchFilter,
+    limit: u32,
+) -> Result<Vec<TextHit>, StoreError> {
+    if fts_query.trim().is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    // First the ranking alone (cheap per match), then content and snippet for the few that are kept.
+    // Content weighs twice as much as tags.
+    let mut sql = String::from(
+        "SELECT m.rowid, bm25(memories_fts, 1.0, 0.5) AS score
+         FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
+         WHERE memories_fts MATCH ? AND m.uid = ? AND m.deleted_at IS NULL",
+    );
+    let mut args = vec![
+        Value::Text(fts_query.to_owned()),
+        Value::Text(uid.as_str().to_owned()),
+    ];
+    push_filter(filter, &mut sql, &mut args);
+    sql.push_str(" ORDER BY score LIMIT ?");
+    args.push(i64::from(limit).into());
+    let ranked: Vec<(i64, f64)> = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(db_error)?;
+    let mut detail = conn
+        .prepare_cached(&format!(
+            "SELECT {}, snippet(memories_fts, 0, '[', ']', '…', 16)
+             FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
+             WHERE memories_fts MATCH ?1 AND memories_fts.rowid = ?2 AND m.uid = ?3",
+            prefixed(memories::COLUMNS, "m")
+        ))
+        .map_err(db_error)?;
+    let mut hits = Vec::with_capacity(ranked.len());
+    for (rowid, score) in ranked {
+        let found = detail
+            .query_row(params![fts_query, rowid, uid.as_str()], |r| {
+                Ok((memories::memory_from_row(r)?, r.get::<_, String>(15)?))
+            })
+            .optional()
+            .map_err(db_error)?;
+        if let Some((memory, snippet)) = found {
+            // FTS5's bm25() is negative, lower is better; callers get higher-is-better.
+            hits.push(TextHit {
+                memory,
+                score: -score,
+                snippet,
+            });
+        }
+    }
+    Ok(hits)
+}
+
+pub fn memories_by_ids(
+    conn: &Connection,
+    uid: &Uid,
+    ids: &[MemoryId],
+) -> Result<Vec<Memory>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match memories::get(conn, uid, *id) {
+            Ok(m) if !m.is_deleted() => out.push(m),
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+pub fn filtered_memory_ids(
+    conn: &Connection,
+    uid: &Uid,
+    filter: &SearchFilter,
+) -> Result<Vec<MemoryId>, StoreError> {
+    let mut sql =
+        String::from("SELECT m.id FROM memories m WHERE m.uid = ? AND m.deleted_at IS NULL");
+    let mut args = vec![Value::Text(uid.as_str().to_owned())];
+    push_filter(filter, &mut sql, &mut args);
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(args), |r| {
+                stored(MemoryId::parse(&r.get::<_, String>(0)?))
+            })?
+            .collect()
+        })
+        .map_err(db_error)
+}
+
+pub fn search_conversations(
+    conn: &Connection,
+    uid: &Uid,
+    fts_query: &str,
+    limit: u32,
+) -> Result<Vec<ConversationHit>, StoreError> {
+    if fts_query.trim().is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let width = ingest::CONVERSATION_COLUMNS.split(',').count();
+    conn.prepare_cached(&format!(
+        "SELECT {}, bm25(conversations_fts, 4.0, 2.0, 1.0) AS score,
+                snippet(conversations_fts, -1, '[', ']', '…', 16)
+         FROM conversations_fts
+         JOIN conversation_fts_docs d ON d.doc = conversations_fts.rowid
+         JOIN conversations c ON c.uid = d.uid AND c.id = d.conversation_id
+         WHERE conversations_fts MATCH ?1 AND d.uid = ?2
+         ORDER BY score LIMIT ?3",
+        prefixed(ingest::CONVERSATION_COLUMNS, "c")
+    ))
+    .and_then(|mut s| {
+        s.query_map(params![fts_query, uid.as_str(), limit], |r| {
+            Ok(ConversationHit {
+                conversation: ingest::conversation_from_row(r)?,
+                score: -r.get::<_, f64>(width)?,
+                snippet: r.get(width + 1)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(db_error)
+}
+
+pub fn search_generation(conn: &Connection, uid: &Uid) -> Result<i64, StoreError> {
+    conn.prepare_cached("SELECT generation FROM search_generations WHERE uid = ?1")
+        .and_then(|mut s| s.query_row([uid.as_str()], |r| r.get(0)).optional())
+        .map(Option::unwrap_or_default)
+        .map_err(db_error)
+}
+
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn load_vectors(
+    conn: &Connection,
+    uid: &Uid,
+    model: &VectorModel,
+) -> Result<StoredVectors, StoreError> {
+    let mut out = StoredVectors {
+        dim: model.dim,
+        ..StoredVectors::default()
+    };
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT e.memory_id, e.vector FROM memory_embeddings e
+             JOIN memories m ON m.uid = e.uid AND m.id = e.memory_id
+             WHERE e.uid = ?1 AND e.model = ?2 AND e.revision = ?3 AND e.dim = ?4 AND e.vector IS NOT NULL
+               AND m.deleted_at IS NULL AND m.content_hash = e.content_hash",
+        )
+        .map_err(db_error)?;
+    let mut rows = statement
+        .query(params![
+            uid.as_str(),
+            model.name,
+            model.revision,
+            model.dim as i64
+        ])
+        .map_err(db_error)?;
+    while let Some(r) = rows.next().map_err(db_error)? {
+        let id: String = r.get(0).map_err(db_error)?;
+        let blob = r
+            .get_ref(1)
+            .map_err(db_error)?
+            .as_blob()
+            .map_err(|e| StoreError::Internal(format!("stored vector is not a blob: {e}")))?;
+        if blob.len() != model.dim * 4 {
+            return Err(StoreError::Internal(format!(
+                "stored vector of memory {id} has {} bytes, expected {}",
+                blob.len(),
+                model.dim * 4
+            )));
+        }
+        out.ids
+            .push(MemoryId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?);
+        out.data.extend(
+            blob.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+    Ok(out)
+}
+
+pub fn enqueue_stale(conn: &Connection, model: &VectorModel) -> Result<u64, StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO embedding_queue (uid, memory_id, next_attempt_at)
+         SELECT m.uid, m.id, 0 FROM memories m
+         LEFT JOIN memory_embeddings e ON e.uid = m.uid AND e.memory_id = m.id
+         WHERE m.deleted_at IS NULL
+           AND (e.memory_id IS NULL OR e.model != ?1 OR e.revision != ?2 OR e.dim != ?3
+                OR e.content_hash != m.content_hash)",
+    )
+    .and_then(|mut s| s.execute(params![model.name, model.revision, model.dim as i64]))
+    .map(|n| n as u64)
+    .map_err(db_error)
+}
+
+pub fn backlog(
+    conn: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<EmbeddingJob>, StoreError> {
+    conn.prepare_cached(
+        "SELECT q.uid, q.memory_id, m.content, m.content_hash, q.attempts FROM embedding_queue q
+         JOIN memories m ON m.uid = q.uid AND m.id = q.memory_id
+         WHERE q.next_attempt_at <= ?1 AND m.deleted_at IS NULL
+         ORDER BY q.next_attempt_at LIMIT ?2",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![now.as_micros(), limit], |r| {
+            Ok(EmbeddingJob {
+                uid: stored(Uid::parse(r.get::<_, String>(0)?))?,
+                memory_id: stored(MemoryId::parse(&r.get::<_, String>(1)?))?,
+                content: r.get(2)?,
+                content_hash: r.get(3)?,
+                attempts: r.get(4)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(db_error)
+}
+
+pub fn save_embeddings(
+    conn: &Connection,
+    model: &VectorModel,
+    results: Vec<(EmbeddingJob, EmbeddingOutcome)>,
+) -> Result<(), StoreError> {
+    let now = Timestamp::now().as_micros();
+    for (job, outcome) in results {
+        let (uid, id) = (job.uid.as_str(), job.memory_id.to_string());
+        // A memory edited (or deleted) while its old text was being embedded: the vector is stale and
+        // the queue row stays for the new text.
+        let current: Option<(String, Option<i64>)> = conn
+            .prepare_cached(
+                "SELECT content_hash, deleted_at FROM memories WHERE uid = ?1 AND id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![uid, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(db_error)?;
+        let unchanged = matches!(&current, Some((hash, None)) if *hash == job.content_hash);
+        if !unchanged {
+            if !matches!(&current, Some((_, None))) {
+                conn.prepare_cached(
+                    "DELETE FROM embedding_queue WHERE uid = ?1 AND memory_id = ?2",
+                )
+                .and_then(|mut s| s.execute(params![uid, id]))
+                .map_err(db_error)?;
+            }
+            continue;
+        }
+        let (vector, error) = match outcome {
+            EmbeddingOutcome::Vector(v) => {
+                if v.len() != model.dim {
+                    return Err(StoreError::Internal(format!(
+                        "vector of length {} for a model of dimension {}",
+                        v.len(),
+                        model.dim
+                    )));
+                }
+                (Some(encode_vector(&v)), None)
+            }
+            EmbeddingOutcome::Failed(error) => (None, Some(error)),
+            EmbeddingOutcome::Retry(at) => {
+                conn.prepare_cached(
+                    "UPDATE embedding_queue SET attempts = attempts + 1, next_attempt_at = ?3
+                     WHERE uid = ?1 AND memory_id = ?2",
+                )
+                .and_then(|mut s| s.execute(params![uid, id, at.as_micros()]))
+                .map_err(db_error)?;
+                continue;
+            }
+        };
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO memory_embeddings
+                 (uid, memory_id, model, revision, dim, content_hash, vector, error, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                uid,
+                id,
+                model.name,
+                model.revision,
+                model.dim as i64,
+                job.content_hash,
+                vector,
+                error,
+                now
+            ])
+        })
+        .map_err(db_error)?;
+        conn.prepare_cached("DELETE FROM embedding_queue WHERE uid = ?1 AND memory_id = ?2")
+            .and_then(|mut s| s.execute(params![uid, id]))
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// `ready`, `failed` or `pending` for one memory's row (if any) against the current model.
+const STATUS_SQL: &str = "CASE
+        WHEN e.memory_id IS NULL OR e.content_hash != m.content_hash
+             OR (?2 IS NOT NULL AND (e.model != ?2 OR e.revision != ?3 OR e.dim != ?4)) THEN 'pending'
+        WHEN e.vector IS NOT NULL THEN 'ready'
+        ELSE 'failed' END";
+
+fn status_of(raw: &str) -> EmbeddingStatus {
+    match raw {
+        "ready" => EmbeddingStatus::Ready,
+        "failed" => EmbeddingStatus::Failed,
+        _ => EmbeddingStatus::Pending,
+    }
+}
+
+fn model_params(model: Option<&VectorModel>) -> (Option<String>, Option<String>, Option<i64>) {
+    model.map_or((None, None, None), |m| {
+        (
+            Some(m.name.clone()),
+            Some(m.revision.clone()),
+            Some(m.dim as i64),
+        )
+    })
+}
+
+pub fn embedding_status(
+    conn: &Connection,
+    uid: &Uid,
+    id: MemoryId,
+    model: Option<&VectorModel>,
+) -> Result<EmbeddingStatus, StoreError> {
+    let (name, revision, dim) = model_params(model);
+    conn.prepare_cached(&format!(
+        "SELECT {STATUS_SQL} FROM memories m
+         LEFT JOIN memory_embeddings e ON e.uid = m.uid AND e.memory_id = m.id
+         WHERE m.uid = ?1 AND m.id = ?5"
+    ))
+    .and_then(|mut s| {
+        s.query_row(
+            params![uid.as_str(), name, revision, dim, id.to_string()],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+    })
+    .map_err(db_error)?
+    .map(|raw| status_of(&raw))
+    .ok_or(StoreError::NotFound)
+}
+
+pub fn embedding_counts(
+    conn: &Connection,
+    uid: &Uid,
+    model: Option<&VectorModel>,
+) -> Result<EmbeddingCounts, StoreError> {
+    let (name, revision, dim) = model_params(model);
+    let mut counts = EmbeddingCounts::default();
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {STATUS_SQL} AS status, COUNT(*) FROM memories m
+             LEFT JOIN memory_embeddings e ON e.uid = m.uid AND e.memory_id = m.id
+             WHERE m.uid = ?1 AND m.deleted_at IS NULL GROUP BY status"
+        ))
+        .map_err(db_error)?;
+    let mut rows = statement
+        .query(params![uid.as_str(), name, revision, dim])
+        .map_err(db_error)?;
+    while let Some(r) = rows.next().map_err(db_error)? {
+        let status: String = r.get(0).map_err(db_error)?;
+        let count = r.get::<_, i64>(1).map_err(db_error)? as u64;
+        match status_of(&status) {
+            EmbeddingStatus::Pending => counts.pending += count,
+            EmbeddingStatus::Ready => counts.ready += count,
+            EmbeddingStatus::Failed => counts.failed += count,
+        }
+    }
+    Ok(counts)
+}
