@@ -50,6 +50,8 @@ pub struct Config {
     pub standard_webhooks_secret: Option<SecretString>,
     pub webhooks: Webhooks,
     pub omi: OmiSettings,
+    /// The sentence-embedding model behind semantic search (`[embedding]`).
+    pub embedding: crate::search::embed::EmbeddingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -171,6 +173,7 @@ impl Default for Config {
             standard_webhooks_secret: None,
             webhooks: Webhooks::default(),
             omi: OmiSettings::default(),
+            embedding: crate::search::embed::EmbeddingSettings::default(),
         }
     }
 }

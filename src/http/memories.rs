@@ -140,6 +140,7 @@ async fn create_memory(
         .store
         .create_memory(caller.uid(), new, &caller.ctx)
         .await?;
+    state.search.wake();
     let (status, duplicate) = match &created {
         Created::New(_) => (StatusCode::CREATED, false),
         Created::Duplicate(_) => (StatusCode::OK, true),
@@ -334,7 +335,10 @@ async fn update_memory(
         .update_memory(caller.uid(), id, expected, patch, &caller.ctx)
         .await
     {
-        Ok(memory) => Ok(with_etag(StatusCode::OK, memory)),
+        Ok(memory) => {
+            state.search.wake();
+            Ok(with_etag(StatusCode::OK, memory))
+        }
         Err(StoreError::VersionConflict { current }) if header_version.is_some() => {
             Err(ApiError::PreconditionFailed { current })
         }
@@ -379,6 +383,7 @@ async fn restore_memory(
         .store
         .restore_memory(caller.uid(), memory_id(&id)?, &caller.ctx)
         .await?;
+    state.search.wake();
     Ok(with_etag(StatusCode::OK, memory))
 }
 
@@ -507,6 +512,7 @@ async fn create_batch(
         .store
         .create_memories(caller.uid(), new, &caller.ctx)
         .await?;
+    state.search.wake();
     for (index, outcome) in indexes.into_iter().zip(outcomes) {
         results.push(match outcome {
             Ok(Created::New(m)) => BatchItemResult {

@@ -14,6 +14,7 @@ mod pagination;
 mod rate_limit;
 mod recordings;
 mod request_id;
+mod search;
 mod webhooks;
 
 pub use admin::new_key;
@@ -46,6 +47,7 @@ use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::queue::inbox::InboxWorker;
 use crate::recordings::Recorder;
+use crate::search::Searcher;
 use crate::store::{Actor, Context, Store, StoreError};
 use auth::Authenticator;
 use rate_limit::KeyedLimiter;
@@ -60,6 +62,7 @@ pub struct AppState {
     metrics: PrometheusHandle,
     inbox: InboxWorker,
     recorder: Arc<Recorder>,
+    pub search: Arc<Searcher>,
 }
 
 #[derive(Debug, Error)]
@@ -100,7 +103,9 @@ impl Application {
             Arc::clone(&store),
             &config.webhooks,
         ));
+        let search = Arc::new(Searcher::from_settings(Arc::clone(&store), &config.embedding).await);
         let state = AppState {
+            search,
             inbox,
             recorder,
             auth: Arc::new(Authenticator::new(Arc::clone(&store))),
@@ -129,11 +134,19 @@ impl Application {
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintenance(self.state.clone()));
         let worker = tokio::spawn(self.state.inbox.clone().run());
+        let embedder = self
+            .state
+            .search
+            .worker()
+            .map(|w| tokio::spawn(w.clone().run()));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         maintenance.abort();
         worker.abort();
+        if let Some(embedder) = embedder {
+            embedder.abort();
+        }
         result
     }
 }
@@ -141,6 +154,7 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
     let user_api = OpenApiRouter::new()
+        .merge(search::router())
         .merge(memories::router())
         .merge(conversations::router())
         .merge(recordings::router())

@@ -1,3 +1,9 @@
 //! Search: full text and sentence embeddings, fused.
 
 pub mod embed;
+pub mod query;
+pub mod service;
+pub mod vectors;
+pub mod worker;
+
+pub use service::{Mode, SearchHit, SearchRequest, SearchResults, Searcher, Signal, Signals};

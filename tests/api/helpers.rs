@@ -27,6 +27,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         ..Config::default()
     };
     config.rate_limit.enabled = false;
+    // No embedding model unless a test asks for one (search tests): loading it costs every server
+    // start a second of CPU, and its worker would compete with the feature under test.
+    config.embedding.model_dir = dir.path().join("no-embedding-model");
     adjust(&mut config);
     let store = store::open(&config).expect("open store");
     let app = Application::build(config, store).await.expect("build app");

@@ -9,6 +9,7 @@ mod data;
 mod idempotency;
 mod isolation;
 mod memories;
+mod search;
 mod service;
 mod store_conformance;
 mod webhook_crash;

@@ -1,0 +1,471 @@
+//! Search through HTTP: full text (any input is a valid query), filters, per-user scoping, soft
+//! deletes, semantic search with the local model (when its weights are present) and without it, and
+//! search in conversations and their transcripts.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestApp, body, problem, spawn_app, spawn_app_with};
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+}
+
+fn model_present() -> bool {
+    model_dir().join("model.safetensors").exists()
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn search(app: &TestApp, key: &str, query: &str) -> Value {
+    let response = app
+        .request(Method::GET, &format!("/v1/memories/search?{query}"), key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "search {query}");
+    body(response).await
+}
+
+fn contents(results: &Value) -> Vec<String> {
+    results["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["memory"]["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn create(app: &TestApp, key: &str, body_json: Value) -> Value {
+    let response = app
+        .request(Method::POST, "/v1/memories", key)
+        .json(&body_json)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    body(response).await
+}
+
+#[tokio::test]
+async fn full_text_finds_ranks_and_explains() {
+    let app = spawn_app().await;
+    let key = app.user_with_key("alice").await;
+    app.create_memory(&key, "Sam drives a red Volvo and loves his car")
+        .await;
+    app.create_memory(&key, "Dinner with Sam on Friday").await;
+    app.create_memory(&key, "Buy running shoes").await;
+
+    let results = search(
+        &app,
+        &key,
+        "q=What%20did%20Sam%20say%20about%20his%20car%3F&mode=text",
+    )
+    .await;
+    assert_eq!(results["mode"], "text");
+    let found = contents(&results);
+    assert_eq!(found.len(), 2, "{results}");
+    assert_eq!(found[0], "Sam drives a red Volvo and loves his car");
+    let first = &results["items"][0];
+    assert_eq!(first["signals"]["text"]["rank"], 1);
+    assert!(first["signals"]["text"]["score"].as_f64().unwrap() > 0.0);
+    assert!(first["signals"]["semantic"].is_null());
+    assert!(
+        first["snippet"].as_str().unwrap().contains("[car]"),
+        "{first}"
+    );
+
+    // Stemming: "runs" finds "running".
+    assert_eq!(
+        contents(&search(&app, &key, "q=runs&mode=text").await),
+        vec!["Buy running shoes"]
+    );
+}
+
+#[tokio::test]
+async fn any_text_is_a_valid_query() {
+    let app = spawn_app().await;
+    let key = app.user_with_key("alice").await;
+    app.create_memory(&key, "NOT a problem: col*umn \"quoted\" (text) AND more")
+        .await;
+    for q in [
+        "\"",
+        "*",
+        "-",
+        ":",
+        "NOT",
+        "AND",
+        "OR",
+        "(",
+        ")",
+        "a:b",
+        "^",
+        "NEAR(a b)",
+        "col:umn*",
+        "\"unbalanced",
+        "' OR 1=1 --",
+        "🙂",
+        "...",
+        "the",
+    ] {
+        let response = app
+            .request(
+                Method::GET,
+                &format!("/v1/memories/search?q={}&mode=text", encode(q)),
+                &key,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "query {q:?}");
+    }
+    let found = contents(
+        &search(
+            &app,
+            &key,
+            &format!("q={}&mode=text", encode("NOT (quoted)")),
+        )
+        .await,
+    );
+    assert_eq!(found.len(), 1);
+}
+
+#[tokio::test]
+async fn search_is_per_user_and_skips_deleted() {
+    let app = spawn_app().await;
+    let alice = app.user_with_key("alice").await;
+    let bob = app.user_with_key("bob").await;
+    let memory = app
+        .create_memory(&alice, "The spare key is under the blue flowerpot")
+        .await;
+    app.create_memory(&bob, "Bob's flowerpot is green").await;
+
+    let found = contents(&search(&app, &alice, "q=flowerpot&mode=text").await);
+    assert_eq!(found, vec!["The spare key is under the blue flowerpot"]);
+    let found = contents(&search(&app, &bob, "q=flowerpot&mode=text").await);
+    assert_eq!(found, vec!["Bob's flowerpot is green"]);
+
+    let id = memory["id"].as_str().unwrap();
+    let response = app
+        .request(Method::DELETE, &format!("/v1/memories/{id}"), &alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert!(contents(&search(&app, &alice, "q=flowerpot&mode=text").await).is_empty());
+    let response = app
+        .request(Method::POST, &format!("/v1/memories/{id}/restore"), &alice)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(
+        contents(&search(&app, &alice, "q=flowerpot&mode=text").await).len(),
+        1
+    );
+
+    // An edit replaces the indexed words.
+    let response = app
+        .request(Method::PATCH, &format!("/v1/memories/{id}"), &alice)
+        .json(&json!({"content": "The spare key is with the neighbour", "expected_version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(contents(&search(&app, &alice, "q=flowerpot&mode=text").await).is_empty());
+    assert_eq!(
+        contents(&search(&app, &alice, "q=neighbour&mode=text").await).len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn filters_apply_before_ranking() {
+    let app = spawn_app().await;
+    let key = app.user_with_key("alice").await;
+    create(
+        &app,
+        &key,
+        json!({"content": "Coffee with Ana at the lab", "tags": ["work"], "conversation_id": "c1"}),
+    )
+    .await;
+    create(&app, &key, json!({"content": "Coffee beans from Ethiopia", "tags": ["home", "shopping"], "category": "interesting"})).await;
+    create(
+        &app,
+        &key,
+        json!({"content": "Coffee grinder is broken", "tags": ["home"]}),
+    )
+    .await;
+
+    let count = |r: &Value| r["items"].as_array().unwrap().len();
+    assert_eq!(count(&search(&app, &key, "q=coffee&mode=text").await), 3);
+    assert_eq!(
+        count(&search(&app, &key, "q=coffee&mode=text&tags=home").await),
+        2
+    );
+    assert_eq!(
+        count(
+            &search(
+                &app,
+                &key,
+                "q=coffee&mode=text&tags=home,shopping&tags_mode=all"
+            )
+            .await
+        ),
+        1
+    );
+    assert_eq!(
+        count(&search(&app, &key, "q=coffee&mode=text&category=interesting").await),
+        1
+    );
+    assert_eq!(
+        count(&search(&app, &key, "q=coffee&mode=text&conversation_id=c1").await),
+        1
+    );
+    assert_eq!(
+        count(&search(&app, &key, "q=coffee&mode=text&source=manual").await),
+        0
+    );
+    assert_eq!(
+        count(
+            &search(
+                &app,
+                &key,
+                "q=coffee&mode=text&created_before=2000-01-01T00:00:00Z"
+            )
+            .await
+        ),
+        0
+    );
+    assert_eq!(
+        count(&search(&app, &key, "q=coffee&mode=text&limit=1").await),
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_are_refused() {
+    let app = spawn_app().await;
+    let key = app.user_with_key("alice").await;
+    for query in [
+        "q=x&colour=red",
+        "q=x&mode=fuzzy",
+        "q=",
+        "q=%20%20",
+        "mode=text",
+        "q=x&limit=0",
+        "q=x&limit=101",
+        "q=x&created_after=yesterday",
+        "q=x&category=nonsense",
+    ] {
+        let response = app
+            .request(Method::GET, &format!("/v1/memories/search?{query}"), &key)
+            .send()
+            .await
+            .unwrap();
+        problem(response, 400).await;
+    }
+    let long = "a".repeat(1_001);
+    let response = app
+        .request(Method::GET, &format!("/v1/memories/search?q={long}"), &key)
+        .send()
+        .await
+        .unwrap();
+    problem(response, 400).await;
+    let response = app
+        .client
+        .get(app.url("/v1/memories/search?q=x"))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 401).await;
+}
+
+#[tokio::test]
+async fn without_a_model_search_is_text_only_and_says_so() {
+    let app = spawn_app().await;
+    let key = app.user_with_key("alice").await;
+    app.create_memory(&key, "I like espresso").await;
+    for mode in ["semantic", "hybrid"] {
+        let results = search(&app, &key, &format!("q=espresso&mode={mode}")).await;
+        assert_eq!(results["mode"], "text", "{results}");
+        assert_eq!(results["semantic_available"], false);
+        assert!(
+            results["notice"]
+                .as_str()
+                .unwrap()
+                .contains("semantic search unavailable")
+        );
+        assert_eq!(contents(&results), vec!["I like espresso"]);
+    }
+}
+
+/// Waits until semantic search sees `expected` memories.
+async fn embedded(app: &TestApp, key: &str, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let results = search(app, key, "q=anything&mode=semantic&limit=100").await;
+        if results["items"].as_array().unwrap().len() >= expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "memories were not embedded: {results}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn semantic_and_hybrid_find_meaning() {
+    if !model_present() {
+        eprintln!(
+            "skipped: no model weights in {}; run `python3 scripts/fetch_model.py`",
+            model_dir().display()
+        );
+        return;
+    }
+    let app = spawn_app_with(|c| c.embedding.model_dir = model_dir()).await;
+    let key = app.user_with_key("alice").await;
+    let other = app.user_with_key("bob").await;
+    for text in [
+        "I like espresso, especially a double shot in the morning",
+        "My car is red",
+        "The user is allergic to peanuts",
+    ] {
+        app.create_memory(&key, text).await;
+    }
+    app.create_memory(&other, "Bob drinks strong coffee every day")
+        .await;
+    embedded(&app, &key, 3).await;
+
+    let results = search(
+        &app,
+        &key,
+        "q=What%20drinks%20do%20I%20enjoy%3F&mode=semantic",
+    )
+    .await;
+    assert_eq!(results["mode"], "semantic");
+    assert_eq!(results["semantic_available"], true);
+    let found = contents(&results);
+    assert_eq!(found.len(), 3, "only alice's memories: {results}");
+    assert!(found[0].contains("espresso"), "{results}");
+    let top = &results["items"][0];
+    assert_eq!(top["signals"]["semantic"]["rank"], 1);
+    assert!(top["signals"]["text"].is_null());
+
+    let results = search(&app, &key, "q=coffee%20drinks&mode=hybrid").await;
+    assert_eq!(results["mode"], "hybrid");
+    assert!(contents(&results)[0].contains("espresso"), "{results}");
+
+    // A deleted memory leaves vector search at once.
+    let id = results["items"][0]["memory"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = app
+        .request(Method::DELETE, &format!("/v1/memories/{id}"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let results = search(
+        &app,
+        &key,
+        "q=What%20drinks%20do%20I%20enjoy%3F&mode=semantic",
+    )
+    .await;
+    assert!(contents(&results).iter().all(|c| !c.contains("espresso")));
+}
+
+#[tokio::test]
+async fn conversations_are_searchable_by_title_overview_and_transcript() {
+    const TOKEN: &str = "7Qm2Xr9LbV4sK8nW1cYt6PdZ3hJf0GaE";
+    const UID: &str = "5Z9Lil2WHl1vvn5iP2pZw0fKm4BR";
+    let app = spawn_app_with(|c| c.webhook_token = Some(TOKEN.to_owned().into())).await;
+    let key = app.user_with_key(UID).await;
+    let other = app.user_with_key("someone-else").await;
+    let fixture = std::fs::read(format!(
+        "{}/../shared/fixtures/omi/conversation_created_full.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!(
+            "/webhooks/omi/conversation?token={TOKEN}&uid={UID}"
+        )))
+        .header("content-type", "application/json")
+        .body(fixture)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let find = |q: &'static str, key: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .request(
+                    Method::GET,
+                    &format!("/v1/conversations/search?q={q}"),
+                    &key,
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            body(response).await
+        }
+    };
+    loop {
+        let results = find("kiosk%20budget", key.clone()).await;
+        if !results["items"].as_array().unwrap().is_empty() {
+            assert_eq!(
+                results["items"][0]["conversation"]["title"],
+                "Bike-Repair Kiosk Budget and Permit Check"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the conversation was not indexed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A word only the transcript has.
+    let results = find("compressor", key.clone()).await;
+    assert_eq!(results["items"].as_array().unwrap().len(), 1);
+    assert!(
+        results["items"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("[compressor]"),
+        "{results}"
+    );
+    // Someone else's conversations stay theirs.
+    let results = find("kiosk", other).await;
+    assert!(results["items"].as_array().unwrap().is_empty());
+    let response = app
+        .request(
+            Method::GET,
+            "/v1/conversations/search?q=kiosk&mode=text",
+            &key,
+        )
+        .send()
+        .await
+        .unwrap();
+    problem(response, 400).await;
+}
