@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod eval;
 pub mod http;
 pub mod omi;
 pub mod queue;

@@ -5,6 +5,7 @@ mod accounts;
 mod inbox;
 mod memories;
 mod output;
+mod search;
 mod transfer;
 
 use clap::{Parser, Subcommand};
@@ -75,6 +76,11 @@ enum Command {
     Export(transfer::ExportArgs),
     /// Read a JSONL export into a user's account (all or nothing).
     Import(transfer::ImportArgs),
+    /// Search a user's memories by words and meaning.
+    Search(search::SearchArgs),
+    /// Measure retrieval quality on a public benchmark.
+    #[command(subcommand)]
+    Eval(search::EvalCommand),
 }
 
 #[derive(Debug, Error)]
@@ -168,6 +174,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Export(args) => transfer::export(open(&config)?, args).await,
         Command::Import(args) => transfer::import(open(&config)?, args, &out).await,
+        Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
+        Command::Eval(command) => search::eval(&config, command, &out).await,
     }
 }
 

@@ -60,6 +60,106 @@ pub fn fts_query(text: &str) -> String {
         .join(" OR ")
 }
 
+/// The terms of an expression built by [`fts_query`].
+pub fn terms_of_fts(fts: &str) -> Vec<String> {
+    fts.split(" OR ")
+        .map(|t| t.trim_matches('"').to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Whether a word of a text matches a query term, roughly as the Porter stemmer would (`runs` and
+/// `running`): equal, or sharing a prefix of at least three characters that covers all but at most one
+/// character of the shorter word.
+fn matches_term(word: &str, term: &str) -> bool {
+    if word == term {
+        return true;
+    }
+    let common = word
+        .chars()
+        .zip(term.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let shorter = word.chars().count().min(term.chars().count());
+    common >= 3 && common + 1 >= shorter
+}
+
+/// Words either side of the best match in a snippet.
+const SNIPPET_WORDS: usize = 24;
+
+/// The part of `text` with the most query terms, matched words in `[` `]`, `…` where cut.
+pub fn snippet(text: &str, terms: &[String]) -> String {
+    // Words with their byte ranges.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    let matched: Vec<bool> = spans
+        .iter()
+        .map(|(s, e)| {
+            let word = text[*s..*e].to_lowercase();
+            terms.iter().any(|t| matches_term(&word, t))
+        })
+        .collect();
+    let (first, last) = if spans.len() <= SNIPPET_WORDS {
+        (0, spans.len())
+    } else {
+        let mut best = (0, 0);
+        for begin in 0..=spans.len() - SNIPPET_WORDS {
+            let count = matched[begin..begin + SNIPPET_WORDS]
+                .iter()
+                .filter(|m| **m)
+                .count();
+            if count > best.1 {
+                best = (begin, count);
+            }
+        }
+        (best.0, best.0 + SNIPPET_WORDS)
+    };
+    if spans.is_empty() {
+        return text.chars().take(200).collect();
+    }
+    let from = if first == 0 { 0 } else { spans[first].0 };
+    let to = if last == spans.len() {
+        text.len()
+    } else {
+        spans[last - 1].1
+    };
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    let mut at = from;
+    for i in first..last {
+        let (s, e) = spans[i];
+        out.push_str(&text[at..s]);
+        if matched[i] {
+            out.push('[');
+            out.push_str(&text[s..e]);
+            out.push(']');
+        } else {
+            out.push_str(&text[s..e]);
+        }
+        at = e;
+    }
+    out.push_str(&text[at..to]);
+    if to < text.len() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +215,26 @@ mod tests {
             "\"café\" OR \"straße\" OR \"東京\""
         );
         assert_eq!(terms("sam's car car CAR"), vec!["sam", "car"]);
+    }
+
+    #[test]
+    fn snippets_mark_matches_and_cut_long_texts() {
+        let terms = terms("running car");
+        assert_eq!(
+            snippet("Sam runs to his car.", &terms),
+            "Sam [runs] to his [car]."
+        );
+        let long = format!(
+            "{} the car is red {}",
+            "word ".repeat(40),
+            "more ".repeat(40)
+        );
+        let s = snippet(&long, &terms);
+        assert!(
+            s.starts_with('…') && s.ends_with('…') && s.contains("[car]"),
+            "{s}"
+        );
+        assert_eq!(snippet("", &terms), "");
+        assert_eq!(terms_of_fts(&fts_query("Sam's car")), vec!["sam", "car"]);
     }
 }

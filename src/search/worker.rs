@@ -12,8 +12,9 @@ use super::embed::{EmbedError, Embedder};
 use crate::domain::Timestamp;
 use crate::store::{EmbeddingJob, EmbeddingOutcome, Store, StoreError, VectorModel};
 
-/// Memories per model call; their writes share one commit.
-pub const BATCH: u32 = 32;
+/// Memories taken from the queue at once; their writes share one commit. The embedder splits them
+/// into its own batches, which pad every text to the longest: sorting by length first wastes less.
+pub const BATCH: u32 = 128;
 /// A safety net: the worker also looks for work this often without being woken.
 const POLL: Duration = Duration::from_millis(500);
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -126,7 +127,11 @@ impl EmbeddingWorker {
         count
     }
 
-    async fn embed_jobs(&self, jobs: Vec<EmbeddingJob>) -> Vec<(EmbeddingJob, EmbeddingOutcome)> {
+    async fn embed_jobs(
+        &self,
+        mut jobs: Vec<EmbeddingJob>,
+    ) -> Vec<(EmbeddingJob, EmbeddingOutcome)> {
+        jobs.sort_by_key(|j| j.content.len());
         let texts: Vec<String> = jobs.iter().map(|j| j.content.clone()).collect();
         match self.embedder.embed(&texts).await {
             Ok(vectors) if vectors.len() == jobs.len() => jobs

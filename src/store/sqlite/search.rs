@@ -69,7 +69,7 @@ pub fn search_memories_text(
     if fts_query.trim().is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    // First the ranking alone (cheap per match), then content and snippet for the few that are kept.
+    // First the ranking alone (cheap per match), then the rows of the few that are kept.
     // Content weighs twice as much as tags.
     let mut sql = String::from(
         "SELECT m.rowid, bm25(memories_fts, 1.0, 0.5) AS score
@@ -92,21 +92,19 @@ pub fn search_memories_text(
         .map_err(db_error)?;
     let mut detail = conn
         .prepare_cached(&format!(
-            "SELECT {}, snippet(memories_fts, 0, '[', ']', '…', 16)
-             FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
-             WHERE memories_fts MATCH ?1 AND memories_fts.rowid = ?2 AND m.uid = ?3",
+            "SELECT {} FROM memories m WHERE m.rowid = ?1 AND m.uid = ?2",
             prefixed(memories::COLUMNS, "m")
         ))
         .map_err(db_error)?;
+    let terms = crate::search::query::terms_of_fts(fts_query);
     let mut hits = Vec::with_capacity(ranked.len());
     for (rowid, score) in ranked {
         let found = detail
-            .query_row(params![fts_query, rowid, uid.as_str()], |r| {
-                Ok((memories::memory_from_row(r)?, r.get::<_, String>(15)?))
-            })
+            .query_row(params![rowid, uid.as_str()], memories::memory_from_row)
             .optional()
             .map_err(db_error)?;
-        if let Some((memory, snippet)) = found {
+        if let Some(memory) = found {
+            let snippet = crate::search::query::snippet(memory.content.as_str(), &terms);
             // FTS5's bm25() is negative, lower is better; callers get higher-is-better.
             hits.push(TextHit {
                 memory,
