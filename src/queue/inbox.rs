@@ -2,6 +2,7 @@
 //! Each event's work and its `done` mark commit in one transaction, so a crash at any point leaves
 //! the event either untouched (processed again later) or finished (never again).
 
+use futures_util::StreamExt;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,12 @@ use crate::domain::Timestamp;
 use crate::omi::{derive, payload};
 use crate::store::{Actor, Context, DueEvent, EventKind, EventWork, Store};
 
-/// Events processed together; their writes share the store's group commit.
+/// Events read from the inbox at a time.
 const BATCH: u32 = 64;
+/// Events processed at once. Their writes share a group commit, but each is heavy (a conversation is
+/// dozens of rows), so only a few at a time: acknowledgements of new webhooks, which share the one
+/// writer, then wait for a short group instead of a long one.
+const CONCURRENCY: usize = 4;
 /// Retries wait a random time up to `BASE · 2^attempt`, capped (full jitter: retries of many events
 /// do not fire in waves). A persisted attempt count drives it, so this is a formula, not an iterator
 /// from a backoff crate.
@@ -77,9 +82,13 @@ impl InboxWorker {
                 break;
             }
             total += due.len();
-            futures_util::future::join_all(due.into_iter().map(|event| self.process(event))).await;
+            self.process_all(due).await;
         }
         total
+    }
+
+    async fn process_all(&self, due: Vec<DueEvent>) {
+        futures_util::stream::iter(due).for_each_concurrent(CONCURRENCY, |event| self.process(event)).await;
     }
 
     async fn process(&self, event: DueEvent) {
