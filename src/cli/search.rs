@@ -53,6 +53,7 @@ pub async fn search(
         mode,
         limit: args.limit,
         filter,
+        tuning: Default::default(),
     };
     let results = searcher.search_memories(&uid, &request).await?;
     if out.is_json() {

@@ -103,6 +103,7 @@ impl SearchParams {
             mode: self.mode.unwrap_or_default(),
             limit: limit(self.limit)?,
             filter,
+            tuning: Default::default(),
         })
     }
 }

@@ -6,4 +6,6 @@ pub mod service;
 pub mod vectors;
 pub mod worker;
 
-pub use service::{Mode, SearchHit, SearchRequest, SearchResults, Searcher, Signal, Signals};
+pub use service::{
+    Mode, RawSignals, SearchHit, SearchRequest, SearchResults, Searcher, Signal, Signals, Tuning,
+};

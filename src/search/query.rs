@@ -160,6 +160,48 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     out
 }
 
+/// The text without the given names (whole words, any case, with a possessive `'s`), so that who
+/// is asked about does not dominate a question's embedding; the text unchanged if nothing else would
+/// be left.
+pub fn without_names(text: &str, names: &[String]) -> String {
+    let name_words: Vec<String> = names
+        .iter()
+        .flat_map(|n| n.split(' ').map(str::to_lowercase))
+        .collect();
+    if name_words.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let start = rest
+            .find(|c: char| c.is_alphanumeric())
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest
+            .find(|c: char| !c.is_alphanumeric())
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        rest = &rest[end..];
+        if name_words.contains(&word.to_lowercase()) {
+            for possessive in ["'s", "’s"] {
+                if let Some(after) = rest.strip_prefix(possessive) {
+                    rest = after;
+                }
+            }
+        } else {
+            out.push_str(word);
+        }
+    }
+    let cleaned = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if words(&cleaned).is_empty() {
+        text.to_owned()
+    } else {
+        cleaned
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +278,20 @@ mod tests {
         );
         assert_eq!(snippet("", &terms), "");
         assert_eq!(terms_of_fts(&fts_query("Sam's car")), vec!["sam", "car"]);
+    }
+
+    #[test]
+    fn names_leave_the_question() {
+        let names = vec!["Caroline".to_owned(), "Mary Ann".to_owned()];
+        assert_eq!(
+            without_names("What did Caroline's friend say?", &names),
+            "What did friend say?"
+        );
+        assert_eq!(without_names("caroline", &names), "caroline");
+        assert_eq!(
+            without_names("Where is Mary Ann now", &names),
+            "Where is now"
+        );
+        assert_eq!(without_names("Nothing here", &[]), "Nothing here");
     }
 }

@@ -52,9 +52,75 @@ pub fn top_k(
     scored
 }
 
+/// No neighbour.
+pub const NONE: u32 = u32::MAX;
+
+/// A user's vectors with, for each, its neighbours in the same conversation (the memories just before
+/// and after it), and where each memory sits.
+#[derive(Debug, Default)]
+pub struct UserIndex {
+    pub vectors: StoredVectors,
+    pub prev: Vec<u32>,
+    pub next: Vec<u32>,
+    pub position: HashMap<MemoryId, u32>,
+}
+
+impl UserIndex {
+    pub fn new(vectors: StoredVectors) -> Self {
+        let n = vectors.ids.len();
+        let (mut prev, mut next) = (vec![NONE; n], vec![NONE; n]);
+        for i in 1..n {
+            let (a, b) = (
+                &vectors.conversation_ids[i - 1],
+                &vectors.conversation_ids[i],
+            );
+            if a.is_some() && a == b {
+                prev[i] = (i - 1) as u32;
+                next[i - 1] = i as u32;
+            }
+        }
+        let position = vectors
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        Self {
+            vectors,
+            prev,
+            next,
+            position,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.ids.is_empty()
+    }
+
+    /// Cosine similarity of every vector with `query`.
+    pub fn cosines(&self, query: &[f32]) -> Vec<f32> {
+        if self.vectors.dim == 0 || query.len() != self.vectors.dim {
+            return Vec::new();
+        }
+        self.vectors
+            .data
+            .chunks_exact(self.vectors.dim)
+            .map(|v| dot(v, query))
+            .collect()
+    }
+
+    pub fn neighbours(&self, i: usize) -> [Option<usize>; 2] {
+        [self.prev[i], self.next[i]].map(|n| (n != NONE).then_some(n as usize))
+    }
+}
+
 struct Entry {
     generation: i64,
-    vectors: Arc<StoredVectors>,
+    index: Arc<UserIndex>,
     used: Instant,
 }
 
@@ -70,7 +136,7 @@ impl VectorCache {
         store: &dyn Store,
         uid: &Uid,
         model: &VectorModel,
-    ) -> Result<Arc<StoredVectors>, StoreError> {
+    ) -> Result<Arc<UserIndex>, StoreError> {
         let generation = store.search_generation(uid).await?;
         let key = (
             uid.clone(),
@@ -82,10 +148,10 @@ impl VectorCache {
                 && entry.generation == generation
             {
                 entry.used = Instant::now();
-                return Ok(Arc::clone(&entry.vectors));
+                return Ok(Arc::clone(&entry.index));
             }
         }
-        let vectors = Arc::new(store.load_vectors(uid, model).await?);
+        let index = Arc::new(UserIndex::new(store.load_vectors(uid, model).await?));
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CACHED_USERS && !entries.contains_key(&key) {
             let oldest = entries
@@ -100,11 +166,11 @@ impl VectorCache {
             key,
             Entry {
                 generation,
-                vectors: Arc::clone(&vectors),
+                index: Arc::clone(&index),
                 used: Instant::now(),
             },
         );
-        Ok(vectors)
+        Ok(index)
     }
 
     /// Forgets everything (e.g. after the model changed).
@@ -133,6 +199,8 @@ mod tests {
         let ids: Vec<MemoryId> = (0..4).map(|_| MemoryId::new()).collect();
         let vectors = StoredVectors {
             ids: ids.clone(),
+            conversation_ids: vec![None; 4],
+            speakers: Vec::new(),
             dim: 2,
             data: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8, -1.0, 0.0],
         };
@@ -141,5 +209,23 @@ mod tests {
         let allowed: HashSet<MemoryId> = [ids[1], ids[3]].into_iter().collect();
         let best = top_k(&vectors, &[1.0, 0.0], Some(&allowed), 5);
         assert_eq!(best.iter().map(|b| b.0).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn neighbours_stay_inside_a_conversation() {
+        let ids: Vec<MemoryId> = (0..5).map(|_| MemoryId::new()).collect();
+        let c = |s: &str| Some(s.to_owned());
+        let index = UserIndex::new(StoredVectors {
+            ids,
+            conversation_ids: vec![None, c("a"), c("a"), c("b"), None],
+            speakers: Vec::new(),
+            dim: 1,
+            data: vec![1.0; 5],
+        });
+        assert_eq!(index.neighbours(0), [None, None]);
+        assert_eq!(index.neighbours(1), [None, Some(2)]);
+        assert_eq!(index.neighbours(2), [Some(1), None]);
+        assert_eq!(index.neighbours(3), [None, None]);
+        assert_eq!(index.neighbours(4), [None, None]);
     }
 }

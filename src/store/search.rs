@@ -49,9 +49,15 @@ pub struct ConversationHit {
 }
 
 /// One user's vectors for one model, contiguous: vector `i` is `data[i * dim .. (i + 1) * dim]`.
+/// Ordered by conversation, then by when the memory happened and was written, so that the memories of
+/// one conversation sit next to each other in order.
 #[derive(Debug, Clone, Default)]
 pub struct StoredVectors {
     pub ids: Vec<MemoryId>,
+    pub conversation_ids: Vec<Option<String>>,
+    /// Names that begin memories as `Name: …` (who spoke, in memories taken from conversations), at
+    /// least three times each.
+    pub speakers: Vec<String>,
     pub dim: usize,
     pub data: Vec<f32>,
 }

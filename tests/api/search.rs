@@ -469,3 +469,267 @@ async fn conversations_are_searchable_by_title_overview_and_transcript() {
         .unwrap();
     problem(response, 400).await;
 }
+
+/// The store's side of search, against `&dyn Store`: embedding bookkeeping and vector loading.
+/// Vectors here are hand-written unit vectors of a three-dimensional test model: the store only keeps
+/// them, it never computes them.
+mod store {
+    use angel_memory::domain::{Content, Source, Timestamp, Uid};
+    use angel_memory::store::*;
+    use std::sync::Arc;
+
+    fn model(revision: &str) -> VectorModel {
+        VectorModel {
+            name: "test-model".into(),
+            revision: revision.into(),
+            dim: 3,
+        }
+    }
+
+    async fn open() -> (Arc<dyn Store>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            sqlite::SqliteStore::open(&dir.path().join("t.db"), &sqlite::PoolOptions::default())
+                .unwrap();
+        (Arc::new(store), dir)
+    }
+
+    fn ctx() -> Context {
+        Context::new(Actor::System, None)
+    }
+
+    async fn memory(store: &dyn Store, uid: &Uid, text: &str) -> angel_memory::domain::Memory {
+        store
+            .create_memory(
+                uid,
+                NewMemory::new(Content::parse(text).unwrap(), Source::Api),
+                &ctx(),
+            )
+            .await
+            .unwrap()
+            .into_memory()
+    }
+
+    async fn due(store: &dyn Store) -> Vec<EmbeddingJob> {
+        store
+            .embedding_backlog(Timestamp::now(), 100)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn embeddings_move_from_pending_to_ready_and_back() {
+        let (store, _dir) = open().await;
+        let alice = Uid::parse("alice").unwrap();
+        let bob = Uid::parse("bob").unwrap();
+        store.create_user(&alice).await.unwrap();
+        store.create_user(&bob).await.unwrap();
+        let first = memory(&*store, &alice, "first memory").await;
+        let second = memory(&*store, &alice, "second memory").await;
+        memory(&*store, &bob, "bob's memory").await;
+        let m = model("r1");
+
+        assert_eq!(
+            store
+                .embedding_status(&alice, first.id, Some(&m))
+                .await
+                .unwrap(),
+            EmbeddingStatus::Pending
+        );
+        let jobs = due(&*store).await;
+        assert_eq!(jobs.len(), 3);
+        let results = jobs
+            .into_iter()
+            .map(|job| {
+                let outcome = if job.memory_id == second.id {
+                    EmbeddingOutcome::Failed("too long".into())
+                } else {
+                    EmbeddingOutcome::Vector(vec![0.6, 0.8, 0.0])
+                };
+                (job, outcome)
+            })
+            .collect();
+        store.save_embeddings(&m, results).await.unwrap();
+        assert!(due(&*store).await.is_empty());
+        assert_eq!(
+            store
+                .embedding_status(&alice, first.id, Some(&m))
+                .await
+                .unwrap(),
+            EmbeddingStatus::Ready
+        );
+        assert_eq!(
+            store
+                .embedding_status(&alice, second.id, Some(&m))
+                .await
+                .unwrap(),
+            EmbeddingStatus::Failed
+        );
+        assert_eq!(
+            store.embedding_counts(&alice, Some(&m)).await.unwrap(),
+            EmbeddingCounts {
+                pending: 0,
+                ready: 1,
+                failed: 1
+            }
+        );
+        // Only the user's own ready vectors load, exactly as stored.
+        let vectors = store.load_vectors(&alice, &m).await.unwrap();
+        assert_eq!(vectors.ids, vec![first.id]);
+        assert_eq!(vectors.data, vec![0.6, 0.8, 0.0]);
+
+        // An edit makes the vector stale: pending again, queued, and out of vector search.
+        let generation = store.search_generation(&alice).await.unwrap();
+        store
+            .update_memory(
+                &alice,
+                first.id,
+                1,
+                MemoryPatch {
+                    content: Some(Content::parse("first memory, edited").unwrap()),
+                    ..MemoryPatch::default()
+                },
+                &ctx(),
+            )
+            .await
+            .unwrap();
+        assert_ne!(store.search_generation(&alice).await.unwrap(), generation);
+        assert_eq!(
+            store
+                .embedding_status(&alice, first.id, Some(&m))
+                .await
+                .unwrap(),
+            EmbeddingStatus::Pending
+        );
+        assert!(store.load_vectors(&alice, &m).await.unwrap().ids.is_empty());
+        assert_eq!(due(&*store).await.len(), 1);
+
+        // A vector computed from the old text is not stored for the new one.
+        let stale = EmbeddingJob {
+            content_hash: "not-the-current-hash".into(),
+            ..due(&*store).await.remove(0)
+        };
+        store
+            .save_embeddings(
+                &m,
+                vec![(stale, EmbeddingOutcome::Vector(vec![1.0, 0.0, 0.0]))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(due(&*store).await.len(), 1, "still queued for the new text");
+
+        // Retries wait.
+        let job = due(&*store).await.remove(0);
+        let later = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
+        store
+            .save_embeddings(&m, vec![(job, EmbeddingOutcome::Retry(later))])
+            .await
+            .unwrap();
+        assert!(due(&*store).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_new_model_requeues_and_deletes_leave_vector_search() {
+        let (store, _dir) = open().await;
+        let alice = Uid::parse("alice").unwrap();
+        store.create_user(&alice).await.unwrap();
+        let a = memory(&*store, &alice, "alpha").await;
+        let b = memory(&*store, &alice, "beta").await;
+        let old = model("r1");
+        let jobs = due(&*store).await;
+        let results = jobs
+            .into_iter()
+            .map(|j| (j, EmbeddingOutcome::Vector(vec![0.0, 0.0, 1.0])))
+            .collect();
+        store.save_embeddings(&old, results).await.unwrap();
+        assert_eq!(store.enqueue_stale_embeddings(&old).await.unwrap(), 0);
+
+        let new = model("r2");
+        assert_eq!(
+            store
+                .embedding_status(&alice, a.id, Some(&new))
+                .await
+                .unwrap(),
+            EmbeddingStatus::Pending
+        );
+        assert!(
+            store
+                .load_vectors(&alice, &new)
+                .await
+                .unwrap()
+                .ids
+                .is_empty()
+        );
+        assert_eq!(store.enqueue_stale_embeddings(&new).await.unwrap(), 2);
+        assert_eq!(due(&*store).await.len(), 2);
+
+        store
+            .delete_memory(&alice, b.id, None, &ctx())
+            .await
+            .unwrap();
+        assert_eq!(
+            due(&*store).await.len(),
+            1,
+            "a deleted memory leaves the queue"
+        );
+        let ids = store.load_vectors(&alice, &old).await.unwrap().ids;
+        assert_eq!(ids, vec![a.id], "and vector search");
+        // Filters see only active memories.
+        let filtered = store
+            .filtered_memory_ids(&alice, &SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(filtered, vec![a.id]);
+    }
+
+    #[tokio::test]
+    async fn full_text_is_scoped_ranked_and_follows_every_change() {
+        let (store, _dir) = open().await;
+        let alice = Uid::parse("alice").unwrap();
+        let bob = Uid::parse("bob").unwrap();
+        store.create_user(&alice).await.unwrap();
+        store.create_user(&bob).await.unwrap();
+        let car = memory(&*store, &alice, "Sam's car is a red car").await;
+        memory(&*store, &alice, "Sam likes tea").await;
+        memory(&*store, &bob, "Bob's car is blue").await;
+        let q = angel_memory::search::query::fts_query("Sam car");
+        let hits = store
+            .search_memories_text(&alice, &q, &SearchFilter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0].memory.id, car.id, "both terms rank first");
+        assert!(hits[0].score > hits[1].score && hits[1].score > 0.0);
+        // Purge removes it from the index entirely.
+        store
+            .delete_memory(&alice, car.id, None, &ctx())
+            .await
+            .unwrap();
+        let far_future = Timestamp::from_micros(Timestamp::now().as_micros() + 1_000_000_000);
+        store
+            .purge_deleted(Some(&alice), far_future, &ctx())
+            .await
+            .unwrap();
+        let hits = store
+            .search_memories_text(&alice, &q, &SearchFilter::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        // Deleting the user empties their index.
+        store.delete_user(&alice).await.unwrap();
+        store.create_user(&alice).await.unwrap();
+        let hits = store
+            .search_memories_text(&alice, &q, &SearchFilter::default(), 10)
+            .await
+            .unwrap();
+        assert!(hits.is_empty());
+        assert_eq!(
+            store
+                .search_memories_text(&alice, "", &SearchFilter::default(), 10)
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+}

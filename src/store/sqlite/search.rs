@@ -69,11 +69,13 @@ pub fn search_memories_text(
     if fts_query.trim().is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    // First the ranking alone (cheap per match), then the rows of the few that are kept.
+    // First the ranking alone (cheap per match), then the rows of the few that are kept. CROSS JOIN
+    // keeps the full-text index as the outer loop: otherwise SQLite may walk the user's memories and
+    // evaluate the whole MATCH once per row.
     // Content weighs twice as much as tags.
     let mut sql = String::from(
         "SELECT m.rowid, bm25(memories_fts, 1.0, 0.5) AS score
-         FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid
+         FROM memories_fts CROSS JOIN memories m ON m.rowid = memories_fts.rowid
          WHERE memories_fts MATCH ? AND m.uid = ? AND m.deleted_at IS NULL",
     );
     let mut args = vec![
@@ -165,8 +167,8 @@ pub fn search_conversations(
         "SELECT {}, bm25(conversations_fts, 4.0, 2.0, 1.0) AS score,
                 snippet(conversations_fts, -1, '[', ']', '…', 16)
          FROM conversations_fts
-         JOIN conversation_fts_docs d ON d.doc = conversations_fts.rowid
-         JOIN conversations c ON c.uid = d.uid AND c.id = d.conversation_id
+         CROSS JOIN conversation_fts_docs d ON d.doc = conversations_fts.rowid
+         CROSS JOIN conversations c ON c.uid = d.uid AND c.id = d.conversation_id
          WHERE conversations_fts MATCH ?1 AND d.uid = ?2
          ORDER BY score LIMIT ?3",
         prefixed(ingest::CONVERSATION_COLUMNS, "c")
@@ -204,12 +206,17 @@ pub fn load_vectors(
         dim: model.dim,
         ..StoredVectors::default()
     };
+    let mut speakers: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut statement = conn
         .prepare_cached(
-            "SELECT e.memory_id, e.vector FROM memory_embeddings e
+            "SELECT e.memory_id, e.vector, m.conversation_id,
+                    CASE WHEN instr(m.content, ':') BETWEEN 2 AND 41
+                         THEN substr(m.content, 1, instr(m.content, ':') - 1) END
+             FROM memory_embeddings e
              JOIN memories m ON m.uid = e.uid AND m.id = e.memory_id
              WHERE e.uid = ?1 AND e.model = ?2 AND e.revision = ?3 AND e.dim = ?4 AND e.vector IS NOT NULL
-               AND m.deleted_at IS NULL AND m.content_hash = e.content_hash",
+               AND m.deleted_at IS NULL AND m.content_hash = e.content_hash
+             ORDER BY m.conversation_id, m.occurred_at, m.created_at, m.id",
         )
         .map_err(db_error)?;
     let mut rows = statement
@@ -234,6 +241,12 @@ pub fn load_vectors(
                 model.dim * 4
             )));
         }
+        out.conversation_ids.push(r.get(2).map_err(db_error)?);
+        if let Some(prefix) = r.get::<_, Option<String>>(3).map_err(db_error)?
+            && looks_like_a_name(&prefix)
+        {
+            *speakers.entry(prefix).or_insert(0usize) += 1;
+        }
         out.ids
             .push(MemoryId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?);
         out.data.extend(
@@ -241,7 +254,24 @@ pub fn load_vectors(
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
     }
+    out.speakers = speakers
+        .into_iter()
+        .filter(|(_, n)| *n >= 3)
+        .map(|(name, _)| name)
+        .collect();
+    out.speakers.sort();
     Ok(out)
+}
+
+/// One to three capitalised words of letters (`Sam`, `Mary Ann`, `O'Neil`).
+fn looks_like_a_name(text: &str) -> bool {
+    let words: Vec<&str> = text.split(' ').collect();
+    (1..=3).contains(&words.len())
+        && words.iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars()
+                    .all(|c| c.is_alphabetic() || c == '\'' || c == '-')
+        })
 }
 
 pub fn enqueue_stale(conn: &Connection, model: &VectorModel) -> Result<u64, StoreError> {
