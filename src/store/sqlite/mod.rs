@@ -278,7 +278,7 @@ impl Store for SqliteStore {
             let (uid, ctx) = (uid.cloned(), ctx.clone());
             let purged = self
                 .pool
-                .write(move |c| {
+                .write_background(move |c| {
                     memories::purge_batch(c, uid.as_ref(), deleted_before, PURGE_BATCH, &ctx)
                 })
                 .await?;
@@ -363,7 +363,7 @@ impl Store for SqliteStore {
 
     async fn idempotency_purge(&self, created_before: Timestamp) -> Result<u64, StoreError> {
         self.pool
-            .write(move |c| idempotency::purge(c, created_before))
+            .write_background(move |c| idempotency::purge(c, created_before))
             .await
     }
 
@@ -394,7 +394,7 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
         self.pool
-            .write(move |c| ingest::complete(c, &uid, &id, work, &ctx))
+            .write_background(move |c| ingest::complete(c, &uid, &id, work, &ctx))
             .await
     }
 
@@ -407,7 +407,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (uid, id, error) = (uid.clone(), id.to_owned(), error.to_owned());
         self.pool
-            .write(move |c| ingest::fail(c, &uid, &id, &error, retry_at))
+            .write_background(move |c| ingest::fail(c, &uid, &id, &error, retry_at))
             .await
     }
 
@@ -426,7 +426,7 @@ impl Store for SqliteStore {
 
     async fn forget_done_events(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.pool
-            .write(move |c| ingest::forget_done(c, before))
+            .write_background(move |c| ingest::forget_done(c, before))
             .await
     }
 
@@ -545,7 +545,7 @@ impl Store for SqliteStore {
 
     async fn expire_recordings(&self, before: Timestamp) -> Result<Vec<String>, StoreError> {
         self.pool
-            .write(move |c| recordings::expire(c, before))
+            .write_background(move |c| recordings::expire(c, before))
             .await
     }
 
@@ -616,7 +616,7 @@ impl Store for SqliteStore {
     async fn enqueue_stale_embeddings(&self, model: &VectorModel) -> Result<u64, StoreError> {
         let model = model.clone();
         self.pool
-            .write(move |c| search::enqueue_stale(c, &model))
+            .write_background(move |c| search::enqueue_stale(c, &model))
             .await
     }
 
@@ -635,7 +635,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let model = model.clone();
         self.pool
-            .write(move |c| search::save_embeddings(c, &model, results))
+            .write_background(move |c| search::save_embeddings(c, &model, results))
             .await
     }
 

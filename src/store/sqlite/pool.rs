@@ -9,6 +9,7 @@
 //! Reads run on a few reader threads, each with its own connection, in parallel with the writer (WAL).
 
 use rusqlite::{Connection, OpenFlags};
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -20,6 +21,8 @@ use crate::store::StoreError;
 
 /// Most jobs committed in one transaction; bounds how long a single commit holds the write lock.
 const MAX_GROUP: usize = 256;
+/// Background jobs added to each group, after the foreground ones.
+const BACKGROUND_PER_GROUP: usize = 2;
 /// How often the background thread copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
@@ -54,7 +57,7 @@ impl Default for PoolOptions {
 }
 
 pub struct Pool {
-    writer: mpsc::Sender<WriteJob>,
+    writer: mpsc::Sender<(Lane, WriteJob)>,
     readers: mpsc::Sender<ReadJob>,
     /// Dropping the pool drops this, which stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
@@ -77,7 +80,7 @@ impl Pool {
             checkpoint_loop(checkpoint_conn, stop)
         })?;
 
-        let (writer, writer_rx) = mpsc::channel::<WriteJob>();
+        let (writer, writer_rx) = mpsc::channel::<(Lane, WriteJob)>();
         spawn("angel-sqlite-writer", move || {
             writer_loop(writer_conn, writer_rx)
         })?;
@@ -121,8 +124,26 @@ impl Pool {
 
     /// Runs `f` on the writer connection inside a savepoint of the current group transaction. Its
     /// result is delivered only once the group has committed; an `Err` from `f` rolls back `f`'s
-    /// changes alone.
+    /// changes alone. For work someone is waiting on (requests, acknowledgements).
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(Lane::Foreground, f).await
+    }
+
+    /// Like `write`, for background work (queue processing, embeddings, purges): it runs only a few
+    /// jobs per group, after the foreground ones, so it never delays a request by much.
+    pub async fn write_background<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(Lane::Background, f).await
+    }
+
+    async fn submit<T, F>(&self, lane: Lane, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -137,7 +158,7 @@ impl Pool {
                 });
             })
         });
-        self.writer.send(job).map_err(|_| stopped())?;
+        self.writer.send((lane, job)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 }
@@ -214,30 +235,52 @@ fn in_savepoint<T>(
     result
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
+/// Which queue a write waits in.
+enum Lane {
+    Foreground,
+    Background,
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<(Lane, WriteJob)>) {
+    let mut background: VecDeque<WriteJob> = VecDeque::new();
+    loop {
+        let mut group = Vec::new();
+        // Block only when there is nothing at all to do.
+        if background.is_empty() {
+            match jobs.recv() {
+                Ok((Lane::Foreground, job)) => group.push(job),
+                Ok((Lane::Background, job)) => background.push_back(job),
+                Err(_) => return,
+            }
+        }
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
-                Ok(job) => group.push(job),
+                Ok((Lane::Foreground, job)) => group.push(job),
+                Ok((Lane::Background, job)) => background.push_back(job),
                 Err(_) => break,
             }
         }
-        if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = super::db_error(error);
-            for job in group {
-                job(Err(error.clone()))(None);
-            }
-            continue;
+        let take = BACKGROUND_PER_GROUP.min(background.len());
+        group.extend(background.drain(..take));
+        commit_group(&conn, group);
+    }
+}
+
+fn commit_group(conn: &Connection, group: Vec<WriteJob>) {
+    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let error = super::db_error(error);
+        for job in group {
+            job(Err(error.clone()))(None);
         }
-        let completions: Vec<Completion> = group.into_iter().map(|job| job(Ok(&conn))).collect();
-        let commit_error = conn.execute_batch("COMMIT").err().map(|error| {
-            let _ = conn.execute_batch("ROLLBACK");
-            super::db_error(error)
-        });
-        for complete in completions {
-            complete(commit_error.clone());
-        }
+        return;
+    }
+    let completions: Vec<Completion> = group.into_iter().map(|job| job(Ok(conn))).collect();
+    let commit_error = conn.execute_batch("COMMIT").err().map(|error| {
+        let _ = conn.execute_batch("ROLLBACK");
+        super::db_error(error)
+    });
+    for complete in completions {
+        complete(commit_error.clone());
     }
 }
 
