@@ -1,1 +1,1413 @@
-fn main() {}
+//! End-to-end load benchmark for Omi's conversation webhook.
+//!
+//! Starts the real `angel-memory serve` binary on a loopback port with a fresh temporary data dir and
+//! posts realistic ~10 KB conversation bodies (`conversation_created_full.json` from the shared Omi
+//! fixtures, compact as Omi sends it, trimmed to ~10 KB, a unique conversation id per request so every
+//! request is new work) to `POST /webhooks/omi/conversation`. It measures:
+//!
+//! * closed-loop acknowledgements/s and latency with 32 concurrent clients for `BENCH_SECONDS`
+//!   (default 10), then how long the inbox worker takes to drain the backlog that leaves;
+//! * open-loop acknowledgement latency at a fixed 1,000 requests/s for `BENCH_SECONDS`, measured
+//!   from the intended send time (no coordinated omission), and the drain after it;
+//! * the delay from acknowledgement to a findable summary memory: 50 sampled conversations sent
+//!   during a moderate background load, each followed by polling
+//!   `GET /v1/memories?source=omi_conversation&conversation_id=<id>` every ~2 ms until it appears.
+//!
+//! Results are printed as they come, summarised against the targets, and written to
+//! `bench-results/webhook_load.json` and `bench-results/webhook_load.svg`.
+//!
+//! Run: `cargo bench --bench webhook_load`
+//! Quick smoke run: `BENCH_SECONDS=2 cargo bench --bench webhook_load`
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+
+const CLIENTS: usize = 32;
+const OPEN_LOOP_RATE: u64 = 1_000;
+/// Background load while sampling the acknowledgement-to-memory delay: a quarter of the closed-loop
+/// acknowledgement rate or half the inbox worker's measured rate, whichever is lower, within these
+/// bounds.
+const MODERATE_RATE_MIN: f64 = 50.0;
+const MODERATE_RATE_MAX: f64 = 500.0;
+const VISIBILITY_SAMPLES: usize = 50;
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sampling stops here even if samples are missing (each waits up to `VISIBILITY_TIMEOUT`).
+const VISIBILITY_PHASE_LIMIT: Duration = Duration::from_secs(60);
+const WARMUP: Duration = Duration::from_secs(1);
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+const BODY_TARGET_BYTES: usize = 10 * 1024;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const RESULTS_DIR: &str = "bench-results";
+/// The fixtures' Omi user.
+const UID: &str = "5Z9Lil2WHl1vvn5iP2pZw0fKm4BR";
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/omi/conversation_created_full.json"
+);
+
+// Targets.
+const TARGET_ACK_RPS: f64 = 3_000.0;
+const TARGET_OPEN_LOOP_P99_MS: f64 = 10.0;
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+
+struct Config {
+    seconds: u64,
+    /// `BENCH_EMBEDDING=off` hides the embedding model from the server (full-text search only), to
+    /// separate the webhook path from the background embedding of every new memory.
+    embedding: bool,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        Self {
+            seconds: env_number("BENCH_SECONDS", 10).max(1),
+            embedding: match std::env::var("BENCH_EMBEDDING") {
+                Ok(raw) => match raw.trim() {
+                    "on" => true,
+                    "off" => false,
+                    _ => panic!("BENCH_EMBEDDING must be on or off, got {raw:?}"),
+                },
+                Err(_) => true,
+            },
+        }
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(raw) => raw
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, got {raw:?}")),
+        Err(_) => default,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server process
+// ---------------------------------------------------------------------------
+
+/// The server child process. Killed when dropped, including during a panic.
+struct Server {
+    child: Child,
+    base_url: String,
+    admin_token: String,
+    webhook_token: String,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn spawn(embedding: bool) -> Self {
+        let data_dir = tempfile::tempdir().expect("create temporary data dir");
+        let port = free_port();
+        let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let webhook_token = uuid::Uuid::new_v4().simple().to_string();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_angel-memory"));
+        if !embedding {
+            command.env(
+                "ANGEL_MEMORY_EMBEDDING__MODEL_DIR",
+                data_dir.path().join("no-model"),
+            );
+        }
+        let child = command
+            .arg("serve")
+            .env("ANGEL_MEMORY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ANGEL_MEMORY_DATA_DIR", data_dir.path())
+            .env("ANGEL_MEMORY_ADMIN_TOKEN", &admin_token)
+            .env("ANGEL_MEMORY_WEBHOOK_TOKEN", &webhook_token)
+            .env("ANGEL_MEMORY_RATE_LIMIT__ENABLED", "false")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("spawn angel-memory serve");
+        println!(
+            "server: pid {} on 127.0.0.1:{port}, data dir {}",
+            child.id(),
+            data_dir.path().display()
+        );
+        Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            admin_token,
+            webhook_token,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("query server process status")
+    }
+
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
+        let url = format!("{}/readyz", self.base_url);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.exit_status() {
+                panic!("server exited before becoming ready: {status}");
+            }
+            if let Ok(resp) = client.get(&url).send().await
+                && resp.status() == StatusCode::OK
+            {
+                println!("server: ready after {:.2?}", started.elapsed());
+                return;
+            }
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "server did not answer 200 on /readyz within {READY_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Ignore errors: the process may already have exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    listener.local_addr().expect("read local address").port()
+}
+
+/// Reads a `kB` field such as `VmRSS` from `/proc/<pid>/status`.
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Payloads
+// ---------------------------------------------------------------------------
+
+/// Marks where each request's unique token goes in the serialised template.
+const PLACEHOLDER: &str = "@@UNIQUE-TOKEN@@";
+
+/// The fixture serialised once with placeholders; a body is its parts joined by a fresh uuid, which
+/// becomes the conversation id and a reference in the overview (so the summary memory is unique too).
+struct Payloads {
+    parts: Vec<String>,
+    segments: usize,
+    segments_in_fixture: usize,
+}
+
+impl Payloads {
+    fn load() -> Self {
+        let text =
+            std::fs::read_to_string(FIXTURE).unwrap_or_else(|e| panic!("read {FIXTURE}: {e}"));
+        let mut conversation: Value = serde_json::from_str(&text).expect("fixture is JSON");
+        conversation["id"] = json!(PLACEHOLDER);
+        let overview = conversation["structured"]["overview"]
+            .as_str()
+            .expect("fixture overview")
+            .to_owned();
+        conversation["structured"]["overview"] = json!(format!("{overview} (ref {PLACEHOLDER})"));
+        let segments_in_fixture = conversation["transcript_segments"]
+            .as_array()
+            .expect("fixture transcript")
+            .len();
+        let token_len = uuid::Uuid::nil().to_string().len();
+        // Omi sends compact JSON; drop trailing transcript segments until the body is ~10 KB.
+        loop {
+            let template = serde_json::to_string(&conversation).expect("serialise fixture");
+            let parts: Vec<String> = template.split(PLACEHOLDER).map(str::to_owned).collect();
+            let size = parts.iter().map(String::len).sum::<usize>() + (parts.len() - 1) * token_len;
+            let segments = conversation["transcript_segments"].as_array_mut().unwrap();
+            if size <= BODY_TARGET_BYTES || segments.len() <= 1 {
+                return Self {
+                    parts,
+                    segments: segments.len(),
+                    segments_in_fixture,
+                };
+            }
+            segments.pop();
+        }
+    }
+
+    /// A new conversation: its id and its body.
+    fn next(&self) -> (String, Vec<u8>) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = self.parts.join(id.as_str()).into_bytes();
+        (id, body)
+    }
+
+    fn body_bytes(&self) -> usize {
+        self.next().1.len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// API client
+// ---------------------------------------------------------------------------
+
+/// Cheap to clone: one shared connection pool.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: Arc<str>,
+    webhook_url: Arc<str>,
+    admin_auth: Arc<str>,
+    /// The bench user's API key, once created.
+    user_auth: Option<Arc<str>>,
+}
+
+impl Api {
+    fn new(client: reqwest::Client, server: &Server) -> Self {
+        Self {
+            client,
+            base: server.base_url.as_str().into(),
+            webhook_url: format!(
+                "{}/webhooks/omi/conversation?token={}&uid={UID}",
+                server.base_url, server.webhook_token
+            )
+            .into(),
+            admin_auth: format!("Bearer {}", server.admin_token).into(),
+            user_auth: None,
+        }
+    }
+
+    fn admin(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &*self.admin_auth)
+    }
+
+    /// One conversation webhook; acknowledged means 200 `{}`.
+    async fn post_conversation(&self, body: Vec<u8>) -> Result<(), String> {
+        let req = self
+            .client
+            .post(&*self.webhook_url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let answer = send(req, StatusCode::OK).await?;
+        if answer != b"{}" {
+            return Err(format!(
+                "unexpected acknowledgement: {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates an API key for the bench user (created by its first webhook).
+    async fn with_user_key(mut self) -> Self {
+        let req = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/admin/users/{UID}/keys"),
+            )
+            .json(&json!({ "name": "bench" }));
+        let key = send_json(req, StatusCode::CREATED)
+            .await
+            .expect("create API key");
+        let key = key["key"]
+            .as_str()
+            .expect("key response has a \"key\" string");
+        self.user_auth = Some(format!("Bearer {key}").into());
+        self
+    }
+
+    /// Whether the summary memory of this conversation can be found.
+    async fn memory_visible(&self, conversation_id: &str) -> Result<bool, String> {
+        let auth = self.user_auth.as_deref().expect("user key created");
+        let req = self
+            .client
+            .get(format!(
+                "{}/v1/memories?source=omi_conversation&conversation_id={conversation_id}",
+                self.base
+            ))
+            .header(reqwest::header::AUTHORIZATION, auth);
+        let page = send_json(req, StatusCode::OK).await?;
+        let items = page["items"]
+            .as_array()
+            .ok_or_else(|| format!("no items in {page}"))?;
+        Ok(!items.is_empty())
+    }
+
+    /// Whether the server loaded an embedding model (every new memory is then embedded).
+    async fn semantic_available(&self) -> Result<bool, String> {
+        let auth = self.user_auth.as_deref().expect("user key created");
+        let req = self
+            .client
+            .get(format!("{}/v1/memories/search?q=kiosk&limit=1", self.base))
+            .header(reqwest::header::AUTHORIZATION, auth);
+        let answer = send_json(req, StatusCode::OK).await?;
+        answer["semantic_available"]
+            .as_bool()
+            .ok_or_else(|| format!("no semantic_available in {answer}"))
+    }
+
+    async fn pending_is_empty(&self) -> Result<bool, String> {
+        let req = self.admin(
+            reqwest::Method::GET,
+            "/v1/admin/inbox?state=pending&limit=1",
+        );
+        let page = send_json(req, StatusCode::OK).await?;
+        Ok(page["items"].as_array().is_some_and(Vec::is_empty))
+    }
+
+    async fn dead_events(&self) -> Result<usize, String> {
+        let req = self.admin(reqwest::Method::GET, "/v1/admin/inbox?state=dead&limit=200");
+        let page = send_json(req, StatusCode::OK).await?;
+        Ok(page["items"].as_array().map_or(0, Vec::len))
+    }
+
+    /// Conversation events accepted as new and processed so far, from the Prometheus counters.
+    async fn inbox_counters(&self) -> Option<InboxCounters> {
+        let req = self.admin(reqwest::Method::GET, "/metrics");
+        let text = String::from_utf8(send(req, StatusCode::OK).await.ok()?).ok()?;
+        Some(InboxCounters {
+            accepted: metric_sum(
+                &text,
+                "webhook_events_total",
+                &["kind=\"conversation\"", "outcome=\"new\""],
+            ),
+            processed: metric_sum(
+                &text,
+                "inbox_events_total",
+                &["kind=\"conversation\"", "outcome=\"done\""],
+            ),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InboxCounters {
+    accepted: f64,
+    processed: f64,
+}
+
+/// Sums the samples of a Prometheus metric whose labels include all of `labels`.
+fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+                && labels.iter().all(|label| series.contains(label))
+        })
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Sends a request and reads the whole body; any other status is an error.
+async fn send(req: RequestBuilder, expected: StatusCode) -> Result<Vec<u8>, String> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("transport error: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading body ({status}): {e}"))?;
+    if status != expected {
+        let text = String::from_utf8_lossy(&body);
+        let text: String = text.chars().take(300).collect();
+        return Err(format!("expected {expected}, got {status}: {text}"));
+    }
+    Ok(body.to_vec())
+}
+
+async fn send_json(req: RequestBuilder, expected: StatusCode) -> Result<Value, String> {
+    let body = send(req, expected).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("invalid JSON response: {e}"))
+}
+
+fn build_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(CLIENTS * 4)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build HTTP client")
+}
+
+// ---------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------
+
+/// Latencies (µs) and outcome counts gathered by one or more workers.
+struct Tally {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+}
+
+impl Tally {
+    const MAX_SAMPLES: usize = 5;
+
+    fn new() -> Self {
+        Self {
+            hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+            ok: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+        }
+    }
+
+    /// Records one request that was meant to start at `since`.
+    fn record<T>(&mut self, since: Instant, outcome: &Result<T, String>) {
+        self.record_latency(since.elapsed(), outcome);
+    }
+
+    fn record_latency<T>(&mut self, latency: Duration, outcome: &Result<T, String>) {
+        let micros = latency.as_micros().try_into().unwrap_or(u64::MAX);
+        self.hist.saturating_record(micros);
+        match outcome {
+            Ok(_) => self.ok += 1,
+            Err(e) => self.record_error(e.clone()),
+        }
+    }
+
+    /// An error with no latency to record (the thing measured never completed).
+    fn record_error(&mut self, error: String) {
+        self.errors += 1;
+        if self.error_samples.len() < Self::MAX_SAMPLES {
+            self.error_samples.push(error);
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.hist.add(&other.hist).expect("merge histograms");
+        self.ok += other.ok;
+        self.errors += other.errors;
+        let room = Self::MAX_SAMPLES.saturating_sub(self.error_samples.len());
+        self.error_samples
+            .extend(other.error_samples.into_iter().take(room));
+    }
+}
+
+/// One line of the summary.
+struct Row {
+    name: String,
+    ok: u64,
+    errors: u64,
+    elapsed_s: f64,
+    /// Acknowledgements per second; `None` for the acknowledgement-to-memory delay.
+    rps: Option<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Extra context shown under the bars.
+    note: Option<String>,
+}
+
+impl Row {
+    fn new(name: &str, tally: &Tally, elapsed: Duration) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let elapsed_s = elapsed.as_secs_f64();
+        let recorded = !tally.hist.is_empty();
+        Self {
+            name: name.to_string(),
+            ok: tally.ok,
+            errors: tally.errors,
+            elapsed_s,
+            rps: Some(tally.ok as f64 / elapsed_s),
+            p50_ms: if recorded {
+                ms(tally.hist.value_at_quantile(0.50))
+            } else {
+                0.0
+            },
+            p99_ms: if recorded {
+                ms(tally.hist.value_at_quantile(0.99))
+            } else {
+                0.0
+            },
+            max_ms: ms(tally.hist.max()),
+            note: None,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "scenario": self.name,
+            "ok": self.ok,
+            "errors": self.errors,
+            "elapsed_s": self.elapsed_s,
+            "req_per_s": self.rps,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "max_ms": self.max_ms,
+            "note": self.note,
+        })
+    }
+}
+
+const TABLE_HEADER: &str =
+    "scenario                       ack/s   p50 ms   p99 ms   max ms   errors";
+
+fn table_line(row: &Row) -> String {
+    let rps = row.rps.map_or("-".to_string(), |r| format!("{r:.0}"));
+    format!(
+        "{:<27} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8}",
+        row.name, rps, row.p50_ms, row.p99_ms, row.max_ms, row.errors
+    )
+}
+
+/// Prints a finished scenario, shouting if any request failed.
+fn report(row: &Row, tally: &Tally) {
+    println!("{}", table_line(row));
+    if tally.errors > 0 {
+        println!(
+            "!!!!! {} ERRORS in scenario '{}' ({} ok) - these numbers are NOT valid !!!!!",
+            tally.errors, row.name, tally.ok
+        );
+        for sample in &tally.error_samples {
+            println!("!!!!!   {sample}");
+        }
+    }
+}
+
+fn finish(name: &str, tally: Tally, elapsed: Duration) -> (Row, Tally) {
+    let row = Row::new(name, &tally, elapsed);
+    report(&row, &tally);
+    (row, tally)
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------
+
+async fn ack_worker(api: Api, payloads: Arc<Payloads>, deadline: Instant) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < deadline {
+        let (_, body) = payloads.next();
+        let start = Instant::now();
+        let outcome = api.post_conversation(body).await;
+        tally.record(start, &outcome);
+    }
+    tally
+}
+
+/// `clients` workers posting new conversations back to back until `duration` has passed.
+async fn closed_loop(
+    api: &Api,
+    payloads: &Arc<Payloads>,
+    clients: usize,
+    duration: Duration,
+) -> (Tally, Duration) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let handles: Vec<_> = (0..clients)
+        .map(|_| tokio::spawn(ack_worker(api.clone(), payloads.clone(), deadline)))
+        .collect();
+    let mut total = Tally::new();
+    for handle in handles {
+        total.merge(handle.await.expect("worker task panicked"));
+    }
+    (total, started.elapsed())
+}
+
+/// New conversations sent on a fixed schedule, each in its own task; latency is measured from the
+/// scheduled send time. Sends for `duration`, or until `stop` is set.
+async fn open_loop(
+    api: Api,
+    payloads: Arc<Payloads>,
+    rate: f64,
+    duration: Duration,
+    stop: Option<Arc<AtomicBool>>,
+) -> (Tally, Duration) {
+    let total = (rate * duration.as_secs_f64()).round() as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(intended.into()).await;
+        if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
+        let api = api.clone();
+        let (_, body) = payloads.next();
+        handles.push(tokio::spawn(async move {
+            let outcome = api.post_conversation(body).await;
+            (intended.elapsed(), outcome)
+        }));
+    }
+    let mut tally = Tally::new();
+    for handle in handles {
+        let (latency, outcome) = handle.await.expect("request task panicked");
+        tally.record_latency(latency, &outcome);
+    }
+    (tally, started.elapsed())
+}
+
+/// Waits until no event is pending, counting from `since`.
+async fn drain(api: &Api, since: Instant) -> Result<Duration, String> {
+    loop {
+        match api.pending_is_empty().await {
+            Ok(true) => return Ok(since.elapsed()),
+            Ok(false) => {}
+            Err(e) => return Err(format!("reading the inbox: {e}")),
+        }
+        if since.elapsed() > DRAIN_TIMEOUT {
+            return Err(format!(
+                "events still pending {DRAIN_TIMEOUT:?} after the load stopped"
+            ));
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// How long the backlog a phase left took to drain.
+struct Drain {
+    after: String,
+    seconds: Option<f64>,
+    /// Accepted but not yet processed when the load stopped.
+    backlog: Option<f64>,
+    /// Conversation events processed per second from the start of the load until drained.
+    worker_rate: Option<f64>,
+}
+
+impl Drain {
+    fn to_json(&self) -> Value {
+        json!({
+            "after": self.after,
+            "seconds": self.seconds,
+            "backlog_events": self.backlog,
+            "worker_events_per_s": self.worker_rate,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let seconds = self
+            .seconds
+            .map_or("n/a (FAILED)".to_string(), |s| format!("{s:.2} s"));
+        let backlog = self
+            .backlog
+            .map_or("n/a".to_string(), |b| format!("{b:.0} events"));
+        let rate = self
+            .worker_rate
+            .map_or("n/a".to_string(), |r| format!("{r:.0} events/s"));
+        format!(
+            "drain after {}: {seconds} (backlog {backlog}; worker {rate} over load + drain)",
+            self.after
+        )
+    }
+}
+
+/// Runs a load phase, then measures the drain of what it left. `before` are the counters read just
+/// before the phase started.
+async fn measure_drain(
+    api: &Api,
+    name: &str,
+    load_started: Instant,
+    before: Option<InboxCounters>,
+    problems: &mut Vec<String>,
+) -> Drain {
+    let stopped = Instant::now();
+    let at_stop = api.inbox_counters().await;
+    let outcome = drain(api, stopped).await;
+    let after = api.inbox_counters().await;
+    let seconds = match outcome {
+        Ok(elapsed) => Some(elapsed.as_secs_f64()),
+        Err(e) => {
+            println!("!!!!! drain after {name} failed: {e} !!!!!");
+            problems.push(format!("drain after {name}: {e}"));
+            None
+        }
+    };
+    let worker_rate = match (before, after, seconds) {
+        (Some(b), Some(a), Some(_)) => {
+            Some((a.processed - b.processed) / load_started.elapsed().as_secs_f64())
+        }
+        _ => None,
+    };
+    let result = Drain {
+        after: name.to_string(),
+        seconds,
+        backlog: at_stop.map(|c| c.accepted - c.processed),
+        worker_rate,
+    };
+    println!("{}", result.describe());
+    result
+}
+
+/// One sampled conversation: its acknowledgement, then the delay until its memory was findable.
+struct Sample {
+    ack_latency: Duration,
+    ack: Result<(), String>,
+    /// Delay after the acknowledgement and polls it took; `None` when it was not acknowledged.
+    findable: Option<Result<(Duration, u32), String>>,
+}
+
+async fn visibility_sample(api: Api, payloads: Arc<Payloads>) -> Sample {
+    let (id, body) = payloads.next();
+    let start = Instant::now();
+    let outcome = api.post_conversation(body).await;
+    let ack_latency = start.elapsed();
+    if outcome.is_err() {
+        return Sample {
+            ack_latency,
+            ack: outcome,
+            findable: None,
+        };
+    }
+    let acked = Instant::now();
+    let mut polls = 0;
+    let delay = loop {
+        polls += 1;
+        match api.memory_visible(&id).await {
+            Ok(true) => break Ok((acked.elapsed(), polls)),
+            Ok(false) => {}
+            Err(e) => break Err(format!("polling the memory of {id}: {e}")),
+        }
+        if acked.elapsed() > VISIBILITY_TIMEOUT {
+            break Err(format!(
+                "the memory of {id} was not findable {VISIBILITY_TIMEOUT:?} after the acknowledgement"
+            ));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    };
+    Sample {
+        ack_latency,
+        ack: outcome,
+        findable: Some(delay),
+    }
+}
+
+/// Samples the acknowledgement-to-memory delay while a background open loop runs at `rate`. One
+/// sample at a time, so the bench's own polling stays a light read load even when delays are long.
+async fn visibility(api: &Api, payloads: &Arc<Payloads>, rate: f64) -> Vec<(Row, Tally)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = tokio::spawn(open_loop(
+        api.clone(),
+        payloads.clone(),
+        rate,
+        VISIBILITY_PHASE_LIMIT + VISIBILITY_TIMEOUT,
+        Some(stop.clone()),
+    ));
+    // Let the background load settle first.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let started = Instant::now();
+    let mut acks = Tally::new();
+    let mut delays = Tally::new();
+    let mut polls = 0;
+    for i in 0..VISIBILITY_SAMPLES {
+        if started.elapsed() > VISIBILITY_PHASE_LIMIT {
+            let missing = VISIBILITY_SAMPLES - i;
+            println!(
+                "!!!!! sampling stopped after {VISIBILITY_PHASE_LIMIT:?}: {missing} samples not taken !!!!!"
+            );
+            delays.record_error(format!(
+                "{missing} samples not taken within {VISIBILITY_PHASE_LIMIT:?}"
+            ));
+            break;
+        }
+        tokio::time::sleep_until((started + SAMPLE_INTERVAL * i as u32).into()).await;
+        let sample = visibility_sample(api.clone(), payloads.clone()).await;
+        acks.record_latency(sample.ack_latency, &sample.ack);
+        match sample.findable {
+            Some(Ok((delay, n))) => {
+                delays.record_latency(delay, &Ok::<(), String>(()));
+                polls += n;
+            }
+            Some(Err(e)) => delays.record_error(e),
+            None => delays.record_error("not acknowledged".to_string()),
+        }
+    }
+    let sampled = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (bg_tally, bg_elapsed) = background.await.expect("background load panicked");
+    let mut results = vec![finish(
+        &format!("background {rate:.0}/s"),
+        bg_tally,
+        bg_elapsed,
+    )];
+    let (mut row, acks) = finish("sampled acks", acks, sampled);
+    row.note = Some(format!("{VISIBILITY_SAMPLES} samples"));
+    results.push((row, acks));
+    let mut row = Row::new("ack -> memory findable", &delays, sampled);
+    row.rps = None;
+    row.note = Some(format!(
+        "{} samples, {:.1} polls each",
+        delays.ok,
+        f64::from(polls) / delays.ok.max(1) as f64
+    ));
+    report(&row, &delays);
+    results.push((row, delays));
+    results
+}
+
+// ---------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------
+
+struct Target {
+    name: &'static str,
+    goal: String,
+    actual: Option<f64>,
+    met: bool,
+}
+
+impl Target {
+    fn new(
+        name: &'static str,
+        goal: String,
+        actual: Option<f64>,
+        ok: impl Fn(f64) -> bool,
+    ) -> Self {
+        Self {
+            name,
+            goal,
+            met: actual.is_some_and(ok),
+            actual,
+        }
+    }
+}
+
+struct Results {
+    rows: Vec<(Row, Tally)>,
+    ack_rps: Option<f64>,
+    open_loop_p99_ms: Option<f64>,
+    visible_p50_ms: Option<f64>,
+    visible_p99_ms: Option<f64>,
+    drains: Vec<Drain>,
+    moderate_rate: f64,
+    body_bytes: usize,
+    segments: (usize, usize),
+    /// Whether the server loaded an embedding model; `None` if it could not be told.
+    embedding: Option<bool>,
+    rss_kb: Option<u64>,
+    peak_rss_kb: Option<u64>,
+    /// Failures outside the request tallies: drains that never finished, dead events, a dead server.
+    problems: Vec<String>,
+}
+
+impl Results {
+    fn errors(&self) -> u64 {
+        self.rows.iter().map(|(row, _)| row.errors).sum::<u64>() + self.problems.len() as u64
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        vec![
+            Target::new(
+                "acknowledgements, 32 clients",
+                format!(">= {TARGET_ACK_RPS:.0} conversations/s"),
+                self.ack_rps,
+                |v| v >= TARGET_ACK_RPS,
+            ),
+            Target::new(
+                "acknowledgement p99 at 1,000/s",
+                format!("< {TARGET_OPEN_LOOP_P99_MS} ms"),
+                self.open_loop_p99_ms,
+                |v| v < TARGET_OPEN_LOOP_P99_MS,
+            ),
+        ]
+    }
+}
+
+fn print_summary(results: &Results) {
+    println!();
+    println!("==================== summary ====================");
+    println!(
+        "payload: {} bytes per conversation ({} of {} transcript segments), unique id each",
+        results.body_bytes, results.segments.0, results.segments.1
+    );
+    println!("embedding: {}", describe_embedding(results.embedding));
+    println!("{TABLE_HEADER}");
+    for (row, _) in &results.rows {
+        println!("{}", table_line(row));
+    }
+    println!();
+    for drain in &results.drains {
+        println!("{}", drain.describe());
+    }
+    println!(
+        "ack -> memory findable under {:.0}/s background load: p50 {} ms, p99 {} ms",
+        results.moderate_rate,
+        results
+            .visible_p50_ms
+            .map_or("n/a".to_string(), |v| format!("{v:.2}")),
+        results
+            .visible_p99_ms
+            .map_or("n/a".to_string(), |v| format!("{v:.2}")),
+    );
+    println!(
+        "server memory at the end: RSS {}, peak RSS (VmHWM) {}",
+        megabytes(results.rss_kb),
+        megabytes(results.peak_rss_kb)
+    );
+    println!();
+    println!("targets:");
+    for target in results.targets() {
+        let actual = target
+            .actual
+            .map_or("n/a".to_string(), |v| format!("{v:.2}"));
+        let verdict = if target.met { "MET" } else { "NOT MET" };
+        println!(
+            "  {:<32} {:<28} actual {:>10}  {verdict}",
+            target.name, target.goal, actual
+        );
+    }
+    for problem in &results.problems {
+        println!("!!!!! {problem} !!!!!");
+    }
+    let errors = results.errors();
+    if errors > 0 {
+        println!();
+        println!("!!!!! {errors} FAILURES DURING THE BENCHMARK - RESULTS ARE NOT VALID !!!!!");
+    }
+}
+
+fn results_json(results: &Results, config: &Config) -> Value {
+    let targets: Vec<Value> = results
+        .targets()
+        .iter()
+        .map(|t| json!({ "target": t.name, "goal": t.goal, "actual": t.actual, "met": t.met }))
+        .collect();
+    json!({
+        "generated_at": chrono::Utc::now().to_rfc3339(),
+        "config": {
+            "seconds": config.seconds,
+            "clients": CLIENTS,
+            "open_loop_rate": OPEN_LOOP_RATE,
+            "moderate_rate": results.moderate_rate,
+            "visibility_samples": VISIBILITY_SAMPLES,
+            "poll_interval_ms": POLL_INTERVAL.as_secs_f64() * 1000.0,
+            "body_bytes": results.body_bytes,
+            "transcript_segments": results.segments.0,
+            "embedding": config.embedding,
+        },
+        "embedding_model_loaded": results.embedding,
+        "scenarios": results.rows.iter().map(|(row, _)| row.to_json()).collect::<Vec<_>>(),
+        "drains": results.drains.iter().map(Drain::to_json).collect::<Vec<_>>(),
+        "ack_to_memory_ms": {
+            "p50": results.visible_p50_ms,
+            "p99": results.visible_p99_ms,
+        },
+        "server_memory": {
+            "rss_kb": results.rss_kb,
+            "peak_rss_kb": results.peak_rss_kb,
+        },
+        "targets": targets,
+        "problems": results.problems,
+        "errors": results.errors(),
+    })
+}
+
+fn write_outputs(results: &Results, config: &Config) {
+    let dir = Path::new(RESULTS_DIR);
+    std::fs::create_dir_all(dir).expect("create bench-results directory");
+    let json =
+        serde_json::to_string_pretty(&results_json(results, config)).expect("serialise results");
+    std::fs::write(dir.join("webhook_load.json"), json + "\n").expect("write webhook_load.json");
+    std::fs::write(dir.join("webhook_load.svg"), svg_chart(results))
+        .expect("write webhook_load.svg");
+    println!("wrote {RESULTS_DIR}/webhook_load.json and {RESULTS_DIR}/webhook_load.svg");
+}
+
+// ---------------------------------------------------------------------------
+// SVG chart
+// ---------------------------------------------------------------------------
+
+const P50_COLOUR: &str = "#4e79a7";
+const P99_COLOUR: &str = "#f28e2b";
+
+/// Grouped bar chart: p50 and p99 per scenario, throughput underneath.
+fn svg_chart(results: &Results) -> String {
+    let rows: Vec<&Row> = results.rows.iter().map(|(row, _)| row).collect();
+    let (left, top, plot_h, group_w, bar_w) = (70.0, 70.0, 320.0, 160.0, 44.0);
+    let width = left + group_w * rows.len().max(1) as f64 + 20.0;
+    let height = top + plot_h + 130.0;
+    let y_max = nice_ceiling(rows.iter().map(|r| r.p99_ms).fold(0.0, f64::max));
+    let y = |ms: f64| ((top + plot_h - ms / y_max * plot_h) * 10.0).round() / 10.0;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{left}" y="24" font-size="16" font-weight="bold">angel-memory Omi conversation webhook: acknowledgement latency (ms, lower is better)</text>"#
+    );
+    legend(&mut svg, left, 46.0);
+
+    // Y axis with gridlines.
+    for i in 0..=5 {
+        let value = y_max * i as f64 / 5.0;
+        let gy = y(value);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            width - 20.0,
+            left - 6.0,
+            gy + 4.0,
+            format_ms(value)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(18 {}) rotate(-90)" text-anchor="middle">latency (ms)</text>"#,
+        top + plot_h / 2.0
+    );
+
+    for (i, row) in rows.iter().enumerate() {
+        let gx = left + group_w * i as f64;
+        let centre = gx + group_w / 2.0;
+        bar(
+            &mut svg,
+            centre - bar_w - 2.0,
+            bar_w,
+            y(row.p50_ms),
+            y(0.0),
+            row.p50_ms,
+            P50_COLOUR,
+        );
+        bar(
+            &mut svg,
+            centre + 2.0,
+            bar_w,
+            y(row.p99_ms),
+            y(0.0),
+            row.p99_ms,
+            P99_COLOUR,
+        );
+        let base = top + plot_h;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
+            base + 20.0,
+            xml_escape(&row.name)
+        );
+        let throughput = row.rps.map_or("delay after the 200".to_string(), |r| {
+            format!("{r:.0} ack/s")
+        });
+        let _ = writeln!(
+            svg,
+            r#"<text x="{centre}" y="{}" text-anchor="middle">{}</text>"#,
+            base + 38.0,
+            xml_escape(&throughput)
+        );
+        if let Some(note) = &row.note {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{centre}" y="{}" text-anchor="middle">{}</text>"#,
+                base + 56.0,
+                xml_escape(note)
+            );
+        }
+        if row.errors > 0 {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{centre}" y="{}" text-anchor="middle" fill="red">{} errors!</text>"#,
+                base + 74.0,
+                row.errors
+            );
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="#333"/>"##,
+        top + plot_h,
+        width - 20.0
+    );
+    for (i, line) in footer(results).iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{left}" y="{}" fill="#555">{}</text>"##,
+            height - 34.0 + 18.0 * i as f64,
+            xml_escape(line)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn legend(svg: &mut String, x: f64, y: f64) {
+    for (i, (label, colour)) in [("p50", P50_COLOUR), ("p99", P99_COLOUR)]
+        .iter()
+        .enumerate()
+    {
+        let lx = x + 80.0 * i as f64;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="{}" width="14" height="14" fill="{colour}"/><text x="{}" y="{y}">{label}</text>"#,
+            y - 11.0,
+            lx + 20.0
+        );
+    }
+}
+
+fn bar(svg: &mut String, x: f64, w: f64, y_top: f64, y_base: f64, value: f64, colour: &str) {
+    let h = ((y_base - y_top) * 10.0).round().max(10.0) / 10.0;
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{x}" y="{}" width="{w}" height="{h}" fill="{colour}"/><text x="{}" y="{}" text-anchor="middle" font-size="11">{}</text>"#,
+        y_base - h,
+        x + w / 2.0,
+        y_base - h - 4.0,
+        format_ms(value)
+    );
+}
+
+fn footer(results: &Results) -> Vec<String> {
+    let drains: Vec<String> = results
+        .drains
+        .iter()
+        .map(|d| {
+            let seconds = d
+                .seconds
+                .map_or("FAILED".to_string(), |s| format!("{s:.2} s"));
+            format!("{}: {seconds}", d.after)
+        })
+        .collect();
+    vec![
+        format!(
+            "inbox drain time - {}; embedding {}",
+            drains.join(", "),
+            match results.embedding {
+                Some(true) => "on (model loaded)",
+                Some(false) => "off (no model)",
+                None => "unknown",
+            }
+        ),
+        format!(
+            "{} B bodies; server RSS {} (peak {}); generated {}",
+            results.body_bytes,
+            megabytes(results.rss_kb),
+            megabytes(results.peak_rss_kb),
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        ),
+    ]
+}
+
+fn describe_embedding(loaded: Option<bool>) -> &'static str {
+    match loaded {
+        Some(true) => "model loaded: every summary memory is also embedded in the background",
+        Some(false) => "no model: full-text search only, nothing embedded",
+        None => "unknown",
+    }
+}
+
+fn megabytes(kb: Option<u64>) -> String {
+    kb.map_or("n/a".to_string(), |kb| {
+        format!("{:.1} MB", kb as f64 / 1024.0)
+    })
+}
+
+/// Rounds up to 1, 2 or 5 times a power of ten, for a tidy axis.
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 || !value.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|step| step * magnitude)
+        .find(|&candidate| candidate >= value)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn format_ms(value: f64) -> String {
+    if value == 0.0 {
+        "0".to_string()
+    } else if value >= 10.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+async fn run(config: &Config) -> Results {
+    let payloads = Arc::new(Payloads::load());
+    let body_bytes = payloads.body_bytes();
+    println!(
+        "payload: {body_bytes} bytes per conversation ({} of {} transcript segments of {FIXTURE}), unique id each",
+        payloads.segments, payloads.segments_in_fixture
+    );
+    let mut server = Server::spawn(config.embedding);
+    let client = build_client();
+    server.wait_ready(&client).await;
+    let api = Api::new(client, &server);
+    let mut problems = Vec::new();
+
+    // Warm-up: creates the user (with its first webhooks, concurrently) and the connections.
+    let (warmup, _) = closed_loop(&api, &payloads, CLIENTS, WARMUP).await;
+    if warmup.errors > 0 {
+        println!(
+            "!!!!! {} warm-up requests failed, e.g. {:?} !!!!!",
+            warmup.errors, warmup.error_samples
+        );
+        problems.push(format!("{} warm-up requests failed", warmup.errors));
+    }
+    let api = api.with_user_key().await;
+    if let Err(e) = drain(&api, Instant::now()).await {
+        problems.push(format!("warm-up drain: {e}"));
+    }
+    println!("warm-up: {} conversations in {WARMUP:?}", warmup.ok);
+    let embedding = api
+        .semantic_available()
+        .await
+        .map_err(|e| problems.push(format!("asking the search endpoint: {e}")))
+        .ok();
+    println!(
+        "embedding: {} (BENCH_EMBEDDING={})",
+        describe_embedding(embedding),
+        if config.embedding { "on" } else { "off" }
+    );
+
+    println!();
+    println!(
+        "closed loop, {CLIENTS} clients, {} s, a new conversation per request",
+        config.seconds
+    );
+    println!("{TABLE_HEADER}");
+    let before = api.inbox_counters().await;
+    let started = Instant::now();
+    let (tally, elapsed) = closed_loop(&api, &payloads, CLIENTS, config.duration()).await;
+    let mut rows = vec![finish(
+        &format!("ack closed-loop ({CLIENTS} cl)"),
+        tally,
+        elapsed,
+    )];
+    let ack_rps = rows[0].0.rps;
+    let mut drains = vec![measure_drain(&api, "closed loop", started, before, &mut problems).await];
+
+    println!();
+    println!(
+        "open loop, new conversations at {OPEN_LOOP_RATE}/s for {} s (latency from the intended send time)",
+        config.seconds
+    );
+    println!("{TABLE_HEADER}");
+    let before = api.inbox_counters().await;
+    let started = Instant::now();
+    let (tally, elapsed) = open_loop(
+        api.clone(),
+        payloads.clone(),
+        OPEN_LOOP_RATE as f64,
+        config.duration(),
+        None,
+    )
+    .await;
+    let (row, tally) = finish(&format!("ack open-loop {OPEN_LOOP_RATE}/s"), tally, elapsed);
+    println!(
+        "achieved rate {:.0}/s (target {OPEN_LOOP_RATE}/s)",
+        row.rps.unwrap_or(0.0)
+    );
+    let open_loop_p99_ms = Some(row.p99_ms);
+    rows.push((row, tally));
+    drains.push(measure_drain(&api, "open loop", started, before, &mut problems).await);
+
+    let worker_rate = drains[0].worker_rate.unwrap_or(f64::MAX);
+    let moderate_rate = (ack_rps.unwrap_or(0.0) / 4.0)
+        .min(worker_rate / 2.0)
+        .clamp(MODERATE_RATE_MIN, MODERATE_RATE_MAX);
+    println!();
+    println!(
+        "acknowledgement -> findable summary memory: {VISIBILITY_SAMPLES} samples, one at a time, at most one every {SAMPLE_INTERVAL:?}, \
+         polled every {POLL_INTERVAL:?}, under a {moderate_rate:.0}/s background load"
+    );
+    println!("{TABLE_HEADER}");
+    let before = api.inbox_counters().await;
+    let started = Instant::now();
+    let visible = visibility(&api, &payloads, moderate_rate).await;
+    let (visible_p50_ms, visible_p99_ms) = visible
+        .last()
+        .filter(|(row, _)| row.ok > 0)
+        .map_or((None, None), |(row, _)| {
+            (Some(row.p50_ms), Some(row.p99_ms))
+        });
+    rows.extend(visible);
+    drains.push(measure_drain(&api, "visibility", started, before, &mut problems).await);
+
+    match api.dead_events().await {
+        Ok(0) => {}
+        Ok(n) => {
+            println!("!!!!! {n} events are dead-lettered !!!!!");
+            problems.push(format!("{n} dead-lettered events"));
+        }
+        Err(e) => problems.push(format!("reading dead events: {e}")),
+    }
+    let pid = server.pid();
+    let rss_kb = proc_status_kb(pid, "VmRSS");
+    let peak_rss_kb = proc_status_kb(pid, "VmHWM");
+    if let Some(status) = server.exit_status() {
+        println!("!!!!! the server exited during the benchmark: {status} !!!!!");
+        problems.push(format!("the server exited: {status}"));
+    }
+    Results {
+        rows,
+        ack_rps,
+        open_loop_p99_ms,
+        visible_p50_ms,
+        visible_p99_ms,
+        drains,
+        moderate_rate,
+        body_bytes,
+        segments: (payloads.segments, payloads.segments_in_fixture),
+        embedding,
+        rss_kb,
+        peak_rss_kb,
+        problems,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    angel_memory::tls::install_crypto_provider();
+    let config = Config::from_env();
+    // Dropping `run` (on Ctrl-C) drops the server guard, which kills the child.
+    let results = tokio::select! {
+        results = run(&config) => results,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_summary(&results);
+    write_outputs(&results, &config);
+    if results.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use angel_memory::domain::Timestamp;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -169,7 +170,6 @@ fn payloads() -> Vec<Payload> {
 }
 
 /// What became of one request of the stream.
-#[derive(Debug)]
 enum Outcome {
     /// 200 with the whole body read: Omi would consider it delivered.
     Acknowledged,
@@ -177,6 +177,23 @@ enum Outcome {
     Status(StatusCode, String),
     /// No complete answer: connection refused, reset or cut mid-body by the kill.
     Failed(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Acknowledged => write!(f, "200 {{}}"),
+            Self::Status(status, body) => write!(f, "{status}: {body}"),
+            Self::Failed(error) => write!(f, "failed: {error}"),
+        }
+    }
+}
+
+fn describe<'a>(outcomes: impl Iterator<Item = (&'a usize, &'a Outcome)>) -> String {
+    outcomes
+        .map(|(i, outcome)| format!("#{i}: {outcome}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 async fn post(client: &Client, url: &str, body: &[u8]) -> Outcome {
@@ -375,15 +392,16 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
         .await
         .unwrap_or_else(|_| {
             panic!(
-                "only {} of {KILL_AFTER} acknowledgements within {KILL_TIMEOUT:?}; outcomes so far: {:?}",
+                "only {} of {KILL_AFTER} acknowledgements within {KILL_TIMEOUT:?}; outcomes so far: {}",
                 stream.acknowledged.load(Ordering::SeqCst),
-                stream.outcomes.lock().unwrap().values().take(5).collect::<Vec<_>>()
+                describe(stream.outcomes.lock().unwrap().iter().take(5))
             )
         });
+    // No new requests from here on; those already sent are cut by the kill.
+    stream.stop.store(true, Ordering::SeqCst);
     let in_flight_at_kill = stream.in_flight.load(Ordering::SeqCst);
     let acknowledged_at_kill = stream.acknowledged.load(Ordering::SeqCst);
     server.kill();
-    stream.stop.store(true, Ordering::SeqCst);
     let killed_after = stream_started.elapsed();
     for worker in workers {
         worker.await.expect("stream task");
@@ -391,13 +409,14 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
     let outcomes = std::mem::take(&mut *stream.outcomes.lock().unwrap());
     let sent = outcomes.len();
 
-    let unexpected: Vec<_> = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Status(..)))
-        .collect();
+    let unexpected = describe(
+        outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Status(..))),
+    );
     assert!(
         unexpected.is_empty(),
-        "non-200 answers before the kill: {unexpected:?}"
+        "non-200 answers before the kill: {unexpected}"
     );
     let acknowledged: Vec<usize> = outcomes
         .iter()
@@ -410,10 +429,15 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
         .map(|(&i, _)| i)
         .collect();
     assert!(acknowledged.len() >= KILL_AFTER);
-    let error_sample = outcomes.values().find(|o| matches!(o, Outcome::Failed(_)));
+    let error_sample = describe(
+        outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+            .take(1),
+    );
     println!(
         "killed after {killed_after:.2?}: {} sent, {} acknowledged ({acknowledged_at_kill} when the kill was decided), \
-         {in_flight_at_kill} in flight at the kill, {} failed, {} never sent; e.g. {error_sample:?}",
+         {in_flight_at_kill} in flight at the kill, {} failed, {} never sent; e.g. {error_sample}",
         sent,
         acknowledged.len(),
         unacknowledged.len(),
@@ -421,6 +445,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
     );
 
     // 2. A new server on the same data dir.
+    let restarted_at = Timestamp::now().as_micros();
     let mut server = Server::start(data_dir.path());
     let ready = server.wait_ready(&client).await;
     println!("restarted server ready after {ready:.2?}");
@@ -437,7 +462,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
         match post(&client, &server.webhook_url(), &payloads[i].body).await {
             Outcome::Acknowledged => {}
             other => {
-                panic!("re-sending acknowledged conversation #{i} after the restart: {other:?}")
+                panic!("re-sending acknowledged conversation #{i} after the restart: {other}")
             }
         }
     }
@@ -508,6 +533,21 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
         stored.len(),
         "inbox events done vs conversations stored"
     );
+    let micros = |entry: &Value, field: &str| {
+        entry[field].as_str().map(|t| {
+            Timestamp::parse("timestamp", t)
+                .expect("timestamp")
+                .as_micros()
+        })
+    };
+    let finished_after_restart = done
+        .iter()
+        .filter(|e| micros(e, "processed_at").is_some_and(|at| at >= restarted_at))
+        .count();
+    let retried = done
+        .iter()
+        .filter(|e| e["attempts"].as_i64() != Some(1))
+        .count();
 
     // The audit trail: one memory.create per summary memory, nothing else touched a memory.
     let audit = all_items(&client, &server, "/v1/audit", &key).await;
@@ -545,7 +585,8 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_processed_exactly_once() {
 
     println!(
         "acknowledged {} / in flight at the kill {in_flight_at_kill} / unacknowledged {} of which recovered {} / \
-         re-sent {} / stored {} conversations and {} summary memories; audit {actions:?}; total {:.2?}",
+         re-sent {} / stored {} conversations and {} summary memories, {finished_after_restart} of them \
+         processed by the restarted server, {retried} after more than one attempt; audit {actions:?}; total {:.2?}",
         acknowledged.len(),
         unacknowledged.len(),
         recovered.len(),
