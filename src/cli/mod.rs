@@ -185,6 +185,7 @@ fn open(config: &Config) -> Result<Arc<dyn Store>, CliError> {
 
 async fn serve(config: Config) -> Result<(), CliError> {
     crate::telemetry::init(config.log_format);
+    fetch_local_model(&config).await;
     let store = store::open(&config)?;
     let described = store.describe();
     let admin = config.admin_token.is_some();
@@ -207,6 +208,22 @@ async fn serve(config: Config) -> Result<(), CliError> {
     app.run(shutdown_signal()).await?;
     println!("angel-memory stopped");
     Ok(())
+}
+
+/// The local embedding model is fetched on first start (a few seconds; checksums verified). Without it
+/// the service still runs, with text search only, and says so.
+async fn fetch_local_model(config: &Config) {
+    let settings = &config.embedding;
+    if settings.provider != crate::search::embed::Provider::Local {
+        return;
+    }
+    let dir = settings.model_dir.clone();
+    let fetched = tokio::task::spawn_blocking(move || crate::search::embed::ensure_model(&dir)).await;
+    match fetched {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => println!("embedding model unavailable ({error}); search runs on text alone"),
+        Err(error) => println!("embedding model fetch stopped ({error}); search runs on text alone"),
+    }
 }
 
 async fn shutdown_signal() {
