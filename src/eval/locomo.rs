@@ -337,7 +337,7 @@ fn ranked_turns(loaded: &Loaded, ids: impl Iterator<Item = MemoryId>) -> Vec<Str
 
 /// The candidate tunings: context weights for either signal and the text weight of the fusion.
 fn grid(mode: Mode) -> Vec<Tuning> {
-    let steps = [0.0, 0.25, 0.5, 0.75, 1.0];
+    let steps = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
     let weights: Vec<f64> = (0..=10).map(|i| f64::from(i) / 10.0).collect();
     let mut out = Vec::new();
     for &text_context in &steps {

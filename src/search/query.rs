@@ -160,6 +160,18 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     out
 }
 
+/// One to three capitalised words of letters (`Sam`, `Mary Ann`, `O'Neil`): how a speaker is
+/// labelled in a memory taken from a conversation.
+pub fn looks_like_a_name(text: &str) -> bool {
+    let words: Vec<&str> = text.split(' ').collect();
+    (1..=3).contains(&words.len())
+        && words.iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars()
+                    .all(|c| c.is_alphabetic() || c == '\'' || c == '-')
+        })
+}
+
 /// The text without the given names (whole words, any case, with a possessive `'s`), so that who
 /// is asked about does not dominate a question's embedding; the text unchanged if nothing else would
 /// be left.

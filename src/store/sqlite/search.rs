@@ -243,7 +243,7 @@ pub fn load_vectors(
         }
         out.conversation_ids.push(r.get(2).map_err(db_error)?);
         if let Some(prefix) = r.get::<_, Option<String>>(3).map_err(db_error)?
-            && looks_like_a_name(&prefix)
+            && crate::search::query::looks_like_a_name(&prefix)
         {
             *speakers.entry(prefix).or_insert(0usize) += 1;
         }
@@ -261,17 +261,6 @@ pub fn load_vectors(
         .collect();
     out.speakers.sort();
     Ok(out)
-}
-
-/// One to three capitalised words of letters (`Sam`, `Mary Ann`, `O'Neil`).
-fn looks_like_a_name(text: &str) -> bool {
-    let words: Vec<&str> = text.split(' ').collect();
-    (1..=3).contains(&words.len())
-        && words.iter().all(|w| {
-            w.chars().next().is_some_and(char::is_uppercase)
-                && w.chars()
-                    .all(|c| c.is_alphabetic() || c == '\'' || c == '-')
-        })
 }
 
 pub fn enqueue_stale(conn: &Connection, model: &VectorModel) -> Result<u64, StoreError> {
