@@ -19,17 +19,20 @@
 //! Run: `cargo bench --bench webhook_load`
 //! Quick smoke run: `BENCH_SECONDS=2 cargo bench --bench webhook_load`
 
-use std::fmt::Write as _;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, ExitCode, ExitStatus};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
+
+use support::{
+    ChartRow, Row, Server, Table, Tally, Target, build_client, env_number, megabytes,
+    proc_status_kb, send, send_json,
+};
+
+mod support;
 
 const CLIENTS: usize = 32;
 const OPEN_LOOP_RATE: u64 = 1_000;
@@ -48,8 +51,6 @@ const WARMUP: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 const BODY_TARGET_BYTES: usize = 10 * 1024;
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const RESULTS_DIR: &str = "bench-results";
 /// The fixtures' Omi user.
 const UID: &str = "5Z9Lil2WHl1vvn5iP2pZw0fKm4BR";
 const FIXTURE: &str = concat!(
@@ -58,6 +59,11 @@ const FIXTURE: &str = concat!(
 );
 
 // Targets.
+const TABLE: Table = Table {
+    name_width: 27,
+    rate: "ack/s",
+};
+
 const TARGET_ACK_RPS: f64 = 3_000.0;
 const TARGET_OPEN_LOOP_P99_MS: f64 = 10.0;
 
@@ -92,116 +98,23 @@ impl Config {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a whole number, got {raw:?}")),
-        Err(_) => default,
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Server process
 // ---------------------------------------------------------------------------
 
-/// The server child process. Killed when dropped, including during a panic.
-struct Server {
-    child: Child,
-    base_url: String,
-    admin_token: String,
-    webhook_token: String,
-    _data_dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn spawn(embedding: bool) -> Self {
-        let data_dir = tempfile::tempdir().expect("create temporary data dir");
-        let port = free_port();
-        let admin_token = uuid::Uuid::new_v4().simple().to_string();
-        let webhook_token = uuid::Uuid::new_v4().simple().to_string();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_angel-memory"));
+/// The server with a fresh webhook token (returned with it); `embedding: false` hides the model.
+fn spawn_server(embedding: bool) -> (Server, String) {
+    let webhook_token = uuid::Uuid::new_v4().simple().to_string();
+    let server = Server::spawn_with(|command, data_dir| {
+        command.env("ANGEL_MEMORY_WEBHOOK_TOKEN", &webhook_token);
         if !embedding {
             command.env(
                 "ANGEL_MEMORY_EMBEDDING__MODEL_DIR",
-                data_dir.path().join("no-model"),
+                data_dir.join("no-model"),
             );
         }
-        let child = command
-            .arg("serve")
-            .env("ANGEL_MEMORY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ANGEL_MEMORY_DATA_DIR", data_dir.path())
-            .env("ANGEL_MEMORY_ADMIN_TOKEN", &admin_token)
-            .env("ANGEL_MEMORY_WEBHOOK_TOKEN", &webhook_token)
-            .env("ANGEL_MEMORY_RATE_LIMIT__ENABLED", "false")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("spawn angel-memory serve");
-        println!(
-            "server: pid {} on 127.0.0.1:{port}, data dir {}",
-            child.id(),
-            data_dir.path().display()
-        );
-        Self {
-            child,
-            base_url: format!("http://127.0.0.1:{port}"),
-            admin_token,
-            webhook_token,
-            _data_dir: data_dir,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("query server process status")
-    }
-
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
-        let url = format!("{}/readyz", self.base_url);
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.exit_status() {
-                panic!("server exited before becoming ready: {status}");
-            }
-            if let Ok(resp) = client.get(&url).send().await
-                && resp.status() == StatusCode::OK
-            {
-                println!("server: ready after {:.2?}", started.elapsed());
-                return;
-            }
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "server did not answer 200 on /readyz within {READY_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Ignore errors: the process may already have exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    listener.local_addr().expect("read local address").port()
-}
-
-/// Reads a `kB` field such as `VmRSS` from `/proc/<pid>/status`.
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
+    });
+    (server, webhook_token)
 }
 
 // ---------------------------------------------------------------------------
@@ -280,13 +193,13 @@ struct Api {
 }
 
 impl Api {
-    fn new(client: reqwest::Client, server: &Server) -> Self {
+    fn new(client: reqwest::Client, server: &Server, webhook_token: &str) -> Self {
         Self {
             client,
             base: server.base_url.as_str().into(),
             webhook_url: format!(
                 "{}/webhooks/omi/conversation?token={}&uid={UID}",
-                server.base_url, server.webhook_token
+                server.base_url, webhook_token
             )
             .into(),
             admin_auth: format!("Bearer {}", server.admin_token).into(),
@@ -418,183 +331,6 @@ fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         })
         .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
         .sum()
-}
-
-/// Sends a request and reads the whole body; any other status is an error.
-async fn send(req: RequestBuilder, expected: StatusCode) -> Result<Vec<u8>, String> {
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("transport error: {e}"))?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading body ({status}): {e}"))?;
-    if status != expected {
-        let text = String::from_utf8_lossy(&body);
-        let text: String = text.chars().take(300).collect();
-        return Err(format!("expected {expected}, got {status}: {text}"));
-    }
-    Ok(body.to_vec())
-}
-
-async fn send_json(req: RequestBuilder, expected: StatusCode) -> Result<Value, String> {
-    let body = send(req, expected).await?;
-    serde_json::from_slice(&body).map_err(|e| format!("invalid JSON response: {e}"))
-}
-
-fn build_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(CLIENTS * 4)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("build HTTP client")
-}
-
-// ---------------------------------------------------------------------------
-// Measurement
-// ---------------------------------------------------------------------------
-
-/// Latencies (µs) and outcome counts gathered by one or more workers.
-struct Tally {
-    hist: Histogram<u64>,
-    ok: u64,
-    errors: u64,
-    error_samples: Vec<String>,
-}
-
-impl Tally {
-    const MAX_SAMPLES: usize = 5;
-
-    fn new() -> Self {
-        Self {
-            hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
-            ok: 0,
-            errors: 0,
-            error_samples: Vec::new(),
-        }
-    }
-
-    /// Records one request that was meant to start at `since`.
-    fn record<T>(&mut self, since: Instant, outcome: &Result<T, String>) {
-        self.record_latency(since.elapsed(), outcome);
-    }
-
-    fn record_latency<T>(&mut self, latency: Duration, outcome: &Result<T, String>) {
-        let micros = latency.as_micros().try_into().unwrap_or(u64::MAX);
-        self.hist.saturating_record(micros);
-        match outcome {
-            Ok(_) => self.ok += 1,
-            Err(e) => self.record_error(e.clone()),
-        }
-    }
-
-    /// An error with no latency to record (the thing measured never completed).
-    fn record_error(&mut self, error: String) {
-        self.errors += 1;
-        if self.error_samples.len() < Self::MAX_SAMPLES {
-            self.error_samples.push(error);
-        }
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.hist.add(&other.hist).expect("merge histograms");
-        self.ok += other.ok;
-        self.errors += other.errors;
-        let room = Self::MAX_SAMPLES.saturating_sub(self.error_samples.len());
-        self.error_samples
-            .extend(other.error_samples.into_iter().take(room));
-    }
-}
-
-/// One line of the summary.
-struct Row {
-    name: String,
-    ok: u64,
-    errors: u64,
-    elapsed_s: f64,
-    /// Acknowledgements per second; `None` for the acknowledgement-to-memory delay.
-    rps: Option<f64>,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    /// Extra context shown under the bars.
-    note: Option<String>,
-}
-
-impl Row {
-    fn new(name: &str, tally: &Tally, elapsed: Duration) -> Self {
-        let ms = |us: u64| us as f64 / 1000.0;
-        let elapsed_s = elapsed.as_secs_f64();
-        let recorded = !tally.hist.is_empty();
-        Self {
-            name: name.to_string(),
-            ok: tally.ok,
-            errors: tally.errors,
-            elapsed_s,
-            rps: Some(tally.ok as f64 / elapsed_s),
-            p50_ms: if recorded {
-                ms(tally.hist.value_at_quantile(0.50))
-            } else {
-                0.0
-            },
-            p99_ms: if recorded {
-                ms(tally.hist.value_at_quantile(0.99))
-            } else {
-                0.0
-            },
-            max_ms: ms(tally.hist.max()),
-            note: None,
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "scenario": self.name,
-            "ok": self.ok,
-            "errors": self.errors,
-            "elapsed_s": self.elapsed_s,
-            "req_per_s": self.rps,
-            "p50_ms": self.p50_ms,
-            "p99_ms": self.p99_ms,
-            "max_ms": self.max_ms,
-            "note": self.note,
-        })
-    }
-}
-
-const TABLE_HEADER: &str =
-    "scenario                       ack/s   p50 ms   p99 ms   max ms   errors";
-
-fn table_line(row: &Row) -> String {
-    let rps = row.rps.map_or("-".to_string(), |r| format!("{r:.0}"));
-    format!(
-        "{:<27} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8}",
-        row.name, rps, row.p50_ms, row.p99_ms, row.max_ms, row.errors
-    )
-}
-
-/// Prints a finished scenario, shouting if any request failed.
-fn report(row: &Row, tally: &Tally) {
-    println!("{}", table_line(row));
-    if tally.errors > 0 {
-        println!(
-            "!!!!! {} ERRORS in scenario '{}' ({} ok) - these numbers are NOT valid !!!!!",
-            tally.errors, row.name, tally.ok
-        );
-        for sample in &tally.error_samples {
-            println!("!!!!!   {sample}");
-        }
-    }
-}
-
-fn finish(name: &str, tally: Tally, elapsed: Duration) -> (Row, Tally) {
-    let row = Row::new(name, &tally, elapsed);
-    report(&row, &tally);
-    (row, tally)
 }
 
 // ---------------------------------------------------------------------------
@@ -842,12 +578,8 @@ async fn visibility(api: &Api, payloads: &Arc<Payloads>, rate: f64) -> Vec<(Row,
     let sampled = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let (bg_tally, bg_elapsed) = background.await.expect("background load panicked");
-    let mut results = vec![finish(
-        &format!("background {rate:.0}/s"),
-        bg_tally,
-        bg_elapsed,
-    )];
-    let (mut row, acks) = finish("sampled acks", acks, sampled);
+    let mut results = vec![TABLE.finish(&format!("background {rate:.0}/s"), bg_tally, bg_elapsed)];
+    let (mut row, acks) = TABLE.finish("sampled acks", acks, sampled);
     row.note = Some(format!("{VISIBILITY_SAMPLES} samples"));
     results.push((row, acks));
     let mut row = Row::new("ack -> memory findable", &delays, sampled);
@@ -857,7 +589,7 @@ async fn visibility(api: &Api, payloads: &Arc<Payloads>, rate: f64) -> Vec<(Row,
         delays.ok,
         f64::from(polls) / delays.ok.max(1) as f64
     ));
-    report(&row, &delays);
+    TABLE.report(&row, &delays);
     results.push((row, delays));
     results
 }
@@ -865,30 +597,6 @@ async fn visibility(api: &Api, payloads: &Arc<Payloads>, rate: f64) -> Vec<(Row,
 // ---------------------------------------------------------------------------
 // Results
 // ---------------------------------------------------------------------------
-
-struct Target {
-    name: &'static str,
-    goal: String,
-    actual: Option<f64>,
-    met: bool,
-}
-
-impl Target {
-    fn new(
-        name: &'static str,
-        goal: String,
-        actual: Option<f64>,
-        ok: impl Fn(f64) -> bool,
-    ) -> Self {
-        Self {
-            name,
-            goal,
-            met: actual.is_some_and(ok),
-            actual,
-        }
-    }
-}
-
 struct Results {
     rows: Vec<(Row, Tally)>,
     ack_rps: Option<f64>,
@@ -938,10 +646,7 @@ fn print_summary(results: &Results) {
         results.body_bytes, results.segments.0, results.segments.1
     );
     println!("embedding: {}", describe_embedding(results.embedding));
-    println!("{TABLE_HEADER}");
-    for (row, _) in &results.rows {
-        println!("{}", table_line(row));
-    }
+    TABLE.print(&results.rows);
     println!();
     for drain in &results.drains {
         println!("{}", drain.describe());
@@ -961,18 +666,7 @@ fn print_summary(results: &Results) {
         megabytes(results.rss_kb),
         megabytes(results.peak_rss_kb)
     );
-    println!();
-    println!("targets:");
-    for target in results.targets() {
-        let actual = target
-            .actual
-            .map_or("n/a".to_string(), |v| format!("{v:.2}"));
-        let verdict = if target.met { "MET" } else { "NOT MET" };
-        println!(
-            "  {:<32} {:<28} actual {:>10}  {verdict}",
-            target.name, target.goal, actual
-        );
-    }
+    support::print_targets(&results.targets());
     for problem in &results.problems {
         println!("!!!!! {problem} !!!!!");
     }
@@ -984,11 +678,7 @@ fn print_summary(results: &Results) {
 }
 
 fn results_json(results: &Results, config: &Config) -> Value {
-    let targets: Vec<Value> = results
-        .targets()
-        .iter()
-        .map(|t| json!({ "target": t.name, "goal": t.goal, "actual": t.actual, "met": t.met }))
-        .collect();
+    let targets: Vec<Value> = results.targets().iter().map(Target::to_json).collect();
     json!({
         "generated_at": chrono::Utc::now().to_rfc3339(),
         "config": {
@@ -1020,160 +710,30 @@ fn results_json(results: &Results, config: &Config) -> Value {
 }
 
 fn write_outputs(results: &Results, config: &Config) {
-    let dir = Path::new(RESULTS_DIR);
-    std::fs::create_dir_all(dir).expect("create bench-results directory");
-    let json =
-        serde_json::to_string_pretty(&results_json(results, config)).expect("serialise results");
-    std::fs::write(dir.join("webhook_load.json"), json + "\n").expect("write webhook_load.json");
-    std::fs::write(dir.join("webhook_load.svg"), svg_chart(results))
-        .expect("write webhook_load.svg");
-    println!("wrote {RESULTS_DIR}/webhook_load.json and {RESULTS_DIR}/webhook_load.svg");
+    support::write_results(
+        "webhook_load",
+        &results_json(results, config),
+        &svg_chart(results),
+    );
 }
-
-// ---------------------------------------------------------------------------
-// SVG chart
-// ---------------------------------------------------------------------------
-
-const P50_COLOUR: &str = "#4e79a7";
-const P99_COLOUR: &str = "#f28e2b";
 
 /// Grouped bar chart: p50 and p99 per scenario, throughput underneath.
 fn svg_chart(results: &Results) -> String {
-    let rows: Vec<&Row> = results.rows.iter().map(|(row, _)| row).collect();
-    let (left, top, plot_h, group_w, bar_w) = (70.0, 70.0, 320.0, 160.0, 44.0);
-    let width = left + group_w * rows.len().max(1) as f64 + 20.0;
-    let height = top + plot_h + 130.0;
-    let y_max = nice_ceiling(rows.iter().map(|r| r.p99_ms).fold(0.0, f64::max));
-    let y = |ms: f64| ((top + plot_h - ms / y_max * plot_h) * 10.0).round() / 10.0;
-
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{left}" y="24" font-size="16" font-weight="bold">angel-memory Omi conversation webhook: acknowledgement latency (ms, lower is better)</text>"#
-    );
-    legend(&mut svg, left, 46.0);
-
-    // Y axis with gridlines.
-    for i in 0..=5 {
-        let value = y_max * i as f64 / 5.0;
-        let gy = y(value);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{left}" y1="{gy}" x2="{}" y2="{gy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
-            width - 20.0,
-            left - 6.0,
-            gy + 4.0,
-            format_ms(value)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text transform="translate(18 {}) rotate(-90)" text-anchor="middle">latency (ms)</text>"#,
-        top + plot_h / 2.0
-    );
-
-    for (i, row) in rows.iter().enumerate() {
-        let gx = left + group_w * i as f64;
-        let centre = gx + group_w / 2.0;
-        bar(
-            &mut svg,
-            centre - bar_w - 2.0,
-            bar_w,
-            y(row.p50_ms),
-            y(0.0),
-            row.p50_ms,
-            P50_COLOUR,
-        );
-        bar(
-            &mut svg,
-            centre + 2.0,
-            bar_w,
-            y(row.p99_ms),
-            y(0.0),
-            row.p99_ms,
-            P99_COLOUR,
-        );
-        let base = top + plot_h;
-        let _ = writeln!(
-            svg,
-            r#"<text x="{centre}" y="{}" text-anchor="middle" font-weight="bold">{}</text>"#,
-            base + 20.0,
-            xml_escape(&row.name)
-        );
-        let throughput = row.rps.map_or("delay after the 200".to_string(), |r| {
-            format!("{r:.0} ack/s")
-        });
-        let _ = writeln!(
-            svg,
-            r#"<text x="{centre}" y="{}" text-anchor="middle">{}</text>"#,
-            base + 38.0,
-            xml_escape(&throughput)
-        );
-        if let Some(note) = &row.note {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{centre}" y="{}" text-anchor="middle">{}</text>"#,
-                base + 56.0,
-                xml_escape(note)
-            );
-        }
-        if row.errors > 0 {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{centre}" y="{}" text-anchor="middle" fill="red">{} errors!</text>"#,
-                base + 74.0,
-                row.errors
-            );
-        }
-    }
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="#333"/>"##,
-        top + plot_h,
-        width - 20.0
-    );
-    for (i, line) in footer(results).iter().enumerate() {
-        let _ = writeln!(
-            svg,
-            r##"<text x="{left}" y="{}" fill="#555">{}</text>"##,
-            height - 34.0 + 18.0 * i as f64,
-            xml_escape(line)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn legend(svg: &mut String, x: f64, y: f64) {
-    for (i, (label, colour)) in [("p50", P50_COLOUR), ("p99", P99_COLOUR)]
+    let rows: Vec<ChartRow> = results
+        .rows
         .iter()
-        .enumerate()
-    {
-        let lx = x + 80.0 * i as f64;
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{lx}" y="{}" width="14" height="14" fill="{colour}"/><text x="{}" y="{y}">{label}</text>"#,
-            y - 11.0,
-            lx + 20.0
-        );
-    }
-}
-
-fn bar(svg: &mut String, x: f64, w: f64, y_top: f64, y_base: f64, value: f64, colour: &str) {
-    let h = ((y_base - y_top) * 10.0).round().max(10.0) / 10.0;
-    let _ = writeln!(
-        svg,
-        r#"<rect x="{x}" y="{}" width="{w}" height="{h}" fill="{colour}"/><text x="{}" y="{}" text-anchor="middle" font-size="11">{}</text>"#,
-        y_base - h,
-        x + w / 2.0,
-        y_base - h - 4.0,
-        format_ms(value)
-    );
+        .map(|(row, _)| {
+            let throughput = row.rps.map_or("delay after the 200".to_string(), |r| {
+                format!("{r:.0} ack/s")
+            });
+            ChartRow::from_row(row, throughput)
+        })
+        .collect();
+    support::svg_chart(
+        "angel-memory Omi conversation webhook: acknowledgement latency (ms, lower is better)",
+        &rows,
+        &footer(results),
+    )
 }
 
 fn footer(results: &Results) -> Vec<String> {
@@ -1215,44 +775,6 @@ fn describe_embedding(loaded: Option<bool>) -> &'static str {
     }
 }
 
-fn megabytes(kb: Option<u64>) -> String {
-    kb.map_or("n/a".to_string(), |kb| {
-        format!("{:.1} MB", kb as f64 / 1024.0)
-    })
-}
-
-/// Rounds up to 1, 2 or 5 times a power of ten, for a tidy axis.
-fn nice_ceiling(value: f64) -> f64 {
-    if value <= 0.0 || !value.is_finite() {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|step| step * magnitude)
-        .find(|&candidate| candidate >= value)
-        .unwrap_or(10.0 * magnitude)
-}
-
-fn format_ms(value: f64) -> String {
-    if value == 0.0 {
-        "0".to_string()
-    } else if value >= 10.0 {
-        format!("{value:.0}")
-    } else if value >= 1.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 // ---------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------
@@ -1264,10 +786,10 @@ async fn run(config: &Config) -> Results {
         "payload: {body_bytes} bytes per conversation ({} of {} transcript segments of {FIXTURE}), unique id each",
         payloads.segments, payloads.segments_in_fixture
     );
-    let mut server = Server::spawn(config.embedding);
-    let client = build_client();
+    let (mut server, webhook_token) = spawn_server(config.embedding);
+    let client = build_client(CLIENTS);
     server.wait_ready(&client).await;
-    let api = Api::new(client, &server);
+    let api = Api::new(client, &server, &webhook_token);
     let mut problems = Vec::new();
 
     // Warm-up: creates the user (with its first webhooks, concurrently) and the connections.
@@ -1300,15 +822,11 @@ async fn run(config: &Config) -> Results {
         "closed loop, {CLIENTS} clients, {} s, a new conversation per request",
         config.seconds
     );
-    println!("{TABLE_HEADER}");
+    println!("{}", TABLE.header());
     let before = api.inbox_counters().await;
     let started = Instant::now();
     let (tally, elapsed) = closed_loop(&api, &payloads, CLIENTS, config.duration()).await;
-    let mut rows = vec![finish(
-        &format!("ack closed-loop ({CLIENTS} cl)"),
-        tally,
-        elapsed,
-    )];
+    let mut rows = vec![TABLE.finish(&format!("ack closed-loop ({CLIENTS} cl)"), tally, elapsed)];
     let ack_rps = rows[0].0.rps;
     let mut drains = vec![measure_drain(&api, "closed loop", started, before, &mut problems).await];
 
@@ -1317,7 +835,7 @@ async fn run(config: &Config) -> Results {
         "open loop, new conversations at {OPEN_LOOP_RATE}/s for {} s (latency from the intended send time)",
         config.seconds
     );
-    println!("{TABLE_HEADER}");
+    println!("{}", TABLE.header());
     let before = api.inbox_counters().await;
     let started = Instant::now();
     let (tally, elapsed) = open_loop(
@@ -1328,7 +846,7 @@ async fn run(config: &Config) -> Results {
         None,
     )
     .await;
-    let (row, tally) = finish(&format!("ack open-loop {OPEN_LOOP_RATE}/s"), tally, elapsed);
+    let (row, tally) = TABLE.finish(&format!("ack open-loop {OPEN_LOOP_RATE}/s"), tally, elapsed);
     println!(
         "achieved rate {:.0}/s (target {OPEN_LOOP_RATE}/s)",
         row.rps.unwrap_or(0.0)
@@ -1346,7 +864,7 @@ async fn run(config: &Config) -> Results {
         "acknowledgement -> findable summary memory: {VISIBILITY_SAMPLES} samples, one at a time, at most one every {SAMPLE_INTERVAL:?}, \
          polled every {POLL_INTERVAL:?}, under a {moderate_rate:.0}/s background load"
     );
-    println!("{TABLE_HEADER}");
+    println!("{}", TABLE.header());
     let before = api.inbox_counters().await;
     let started = Instant::now();
     let visible = visibility(&api, &payloads, moderate_rate).await;
@@ -1396,12 +914,8 @@ async fn main() -> ExitCode {
     angel_memory::tls::install_crypto_provider();
     let config = Config::from_env();
     // Dropping `run` (on Ctrl-C) drops the server guard, which kills the child.
-    let results = tokio::select! {
-        results = run(&config) => results,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted");
-            return ExitCode::FAILURE;
-        }
+    let Some(results) = support::unless_interrupted(run(&config)).await else {
+        return ExitCode::FAILURE;
     };
     print_summary(&results);
     write_outputs(&results, &config);
