@@ -48,6 +48,13 @@ pub async fn search(
     };
     store.get_user(&uid).await?;
     let searcher = Searcher::from_settings(store, &config.embedding).await;
+    // Without a server running, nothing else embeds what the CLI wrote.
+    if let Some(worker) = searcher.worker() {
+        let embedded = worker.drain().await;
+        if embedded > 0 {
+            out.line(&format!("embedded {embedded} pending memories"));
+        }
+    }
     let request = SearchRequest {
         query: args.query,
         mode,

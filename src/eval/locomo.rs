@@ -337,25 +337,30 @@ fn ranked_turns(loaded: &Loaded, ids: impl Iterator<Item = MemoryId>) -> Vec<Str
 
 /// The candidate tunings: context weights for either signal and the text weight of the fusion.
 fn grid(mode: Mode) -> Vec<Tuning> {
-    let steps = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
+    let steps = [0.0, 0.25, 0.5, 0.75, 1.0];
     let weights: Vec<f64> = (0..=10).map(|i| f64::from(i) / 10.0).collect();
     let mut out = Vec::new();
     for &text_context in &steps {
         for &semantic_context in &steps {
             for &text_weight in &weights {
-                let t = Tuning {
-                    text_context,
-                    semantic_context,
-                    text_weight,
-                };
-                // Parameters a mode does not use stay at one value.
-                let used = match mode {
-                    Mode::Text => semantic_context == 0.0 && text_weight == 0.0,
-                    Mode::Semantic => text_context == 0.0 && text_weight == 0.0,
-                    Mode::Hybrid => true,
-                };
-                if used {
-                    out.push(t);
+                for speaker_bonus in [0.0, 0.05, 0.1, 0.15, 0.2, 0.3] {
+                    let t = Tuning {
+                        text_context,
+                        semantic_context,
+                        text_weight,
+                        speaker_bonus,
+                    };
+                    // Parameters a mode does not use stay at one value.
+                    let used = match mode {
+                        Mode::Text => {
+                            semantic_context == 0.0 && text_weight == 0.0 && speaker_bonus == 0.0
+                        }
+                        Mode::Semantic => text_context == 0.0 && text_weight == 0.0,
+                        Mode::Hybrid => true,
+                    };
+                    if used {
+                        out.push(t);
+                    }
                 }
             }
         }
@@ -399,6 +404,7 @@ pub async fn evaluate(
             text_context: 0.0,
             semantic_context: 0.0,
             text_weight: 0.5,
+            speaker_bonus: 0.0,
         };
         let mut by_category: BTreeMap<String, Scores> = BTreeMap::new();
         for (d, q, raw) in &prepared {
@@ -569,14 +575,14 @@ pub fn table(report: &Report) -> String {
         }
         for (file, t) in &mode.tuning_by_held_out_file {
             out.push_str(&format!(
-                "{:<9} file {file} measured with (tuned on the others): text_context {} semantic_context {} text_weight {}\n",
-                mode.mode, t.text_context, t.semantic_context, t.text_weight
+                "{:<9} file {file} measured with (tuned on the others): text_context {} semantic_context {} text_weight {} speaker_bonus {}\n",
+                mode.mode, t.text_context, t.semantic_context, t.text_weight, t.speaker_bonus
             ));
         }
         if let Some(t) = mode.tuning_on_all {
             out.push_str(&format!(
-                "{:<9} tuned on all files: text_context {} semantic_context {} text_weight {}\n",
-                mode.mode, t.text_context, t.semantic_context, t.text_weight
+                "{:<9} tuned on all files: text_context {} semantic_context {} text_weight {} speaker_bonus {}\n",
+                mode.mode, t.text_context, t.semantic_context, t.text_weight, t.speaker_bonus
             ));
         }
     }

@@ -10,11 +10,12 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::ApiPath;
 use super::extract::ApiQuery;
-use crate::domain::{Category, ConversationId, Tags, Timestamp, ValidationError};
+use crate::domain::{Category, ConversationId, MemoryId, Tags, Timestamp, ValidationError};
 use crate::search::service::MAX_LIMIT;
 use crate::search::{Mode, SearchRequest, SearchResults};
-use crate::store::{ConversationHit, SearchFilter, TagMatch, TimeRange};
+use crate::store::{ConversationHit, EmbeddingStatus, SearchFilter, TagMatch, TimeRange};
 
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 1_000;
@@ -24,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_memories))
         .routes(routes!(search_conversations))
+        .routes(routes!(embedding_status))
 }
 
 fn query_text(q: &str) -> Result<String, ValidationError> {
@@ -151,4 +153,40 @@ async fn search_conversations(
         .search_conversations(caller.uid(), &q, limit(params.limit)?)
         .await?;
     Ok(Json(ConversationSearchResults { items }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingState {
+    /// pending (waiting for the worker, or no model loaded), ready, or failed.
+    status: EmbeddingStatus,
+    /// The model whose vector counts, when one is loaded.
+    model: Option<String>,
+    semantic_available: bool,
+}
+
+#[utoipa::path(get, path = "/v1/memories/{id}/embedding", tag = "search", params(("id" = String, Path)),
+    responses((status = 200, description = "Whether the memory is in semantic search yet", body = EmbeddingState),
+              (status = 404, body = ApiError)), security(("api_key" = [])))]
+async fn embedding_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<EmbeddingState>, ApiError> {
+    let id = MemoryId::parse(&id)?;
+    let model = state.search.model();
+    let status = state
+        .store
+        .embedding_status(caller.uid(), id, model)
+        .await?;
+    // Without a model nothing is searchable by meaning, whatever was stored before.
+    let status = if model.is_none() && status == EmbeddingStatus::Ready {
+        EmbeddingStatus::Pending
+    } else {
+        status
+    };
+    Ok(Json(EmbeddingState {
+        status,
+        model: model.map(|m| m.name.clone()),
+        semantic_available: state.search.semantic_available(),
+    }))
 }

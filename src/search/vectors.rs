@@ -63,6 +63,8 @@ pub struct UserIndex {
     pub prev: Vec<u32>,
     pub next: Vec<u32>,
     pub position: HashMap<MemoryId, u32>,
+    /// Each memory's speaker as an index into `vectors.speakers`, or `NONE`.
+    pub speaker_of: Vec<u32>,
 }
 
 impl UserIndex {
@@ -85,11 +87,22 @@ impl UserIndex {
             .enumerate()
             .map(|(i, id)| (*id, i as u32))
             .collect();
+        let speaker_of = vectors
+            .speaker_labels
+            .iter()
+            .map(|label| {
+                label
+                    .as_ref()
+                    .and_then(|l| vectors.speakers.iter().position(|s| s == l))
+                    .map_or(NONE, |p| p as u32)
+            })
+            .collect();
         Self {
             vectors,
             prev,
             next,
             position,
+            speaker_of,
         }
     }
 
@@ -201,6 +214,7 @@ mod tests {
             ids: ids.clone(),
             conversation_ids: vec![None; 4],
             speakers: Vec::new(),
+            speaker_labels: vec![None; 4],
             dim: 2,
             data: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8, -1.0, 0.0],
         };
@@ -219,6 +233,7 @@ mod tests {
             ids,
             conversation_ids: vec![None, c("a"), c("a"), c("b"), None],
             speakers: Vec::new(),
+            speaker_labels: vec![None; 5],
             dim: 1,
             data: vec![1.0; 5],
         });

@@ -58,6 +58,8 @@ pub struct StoredVectors {
     /// Names that begin memories as `Name: …` (who spoke, in memories taken from conversations), at
     /// least three times each.
     pub speakers: Vec<String>,
+    /// Each memory's speaker label (`Sam` in `Sam: …`), when it looks like a name.
+    pub speaker_labels: Vec<Option<String>>,
     pub dim: usize,
     pub data: Vec<f32>,
 }

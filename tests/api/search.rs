@@ -390,6 +390,133 @@ async fn semantic_and_hybrid_find_meaning() {
 }
 
 #[tokio::test]
+async fn each_memory_reports_its_embedding_status() {
+    let app = spawn_app().await;
+    let key = app.user_with_key("alice").await;
+    let memory = app.create_memory(&key, "I like espresso").await;
+    let id = memory["id"].as_str().unwrap();
+    let state = body(
+        app.request(Method::GET, &format!("/v1/memories/{id}/embedding"), &key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(state["status"], "pending", "no model here: {state}");
+    assert_eq!(state["semantic_available"], false);
+    let other = app.user_with_key("bob").await;
+    let response = app
+        .request(Method::GET, &format!("/v1/memories/{id}/embedding"), &other)
+        .send()
+        .await
+        .unwrap();
+    problem(response, 404).await;
+
+    if !model_present() {
+        return;
+    }
+    let app = spawn_app_with(|c| c.embedding.model_dir = model_dir()).await;
+    let key = app.user_with_key("alice").await;
+    let memory = app.create_memory(&key, "I like espresso").await;
+    let id = memory["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = body(
+            app.request(Method::GET, &format!("/v1/memories/{id}/embedding"), &key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(state["model"], "all-MiniLM-L6-v2");
+        if state["status"] == "ready" {
+            break;
+        }
+        assert_eq!(state["status"], "pending");
+        assert!(Instant::now() < deadline, "never embedded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn the_cli_searches_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], model: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_angel-memory"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ANGEL_MEMORY_") {
+                command.env_remove(name);
+            }
+        }
+        let model_dir = if model {
+            model_dir()
+        } else {
+            dir.path().join("no-model")
+        };
+        command
+            .env("ANGEL_MEMORY_EMBEDDING__MODEL_DIR", model_dir)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args);
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    run(&["user", "add", "alice"], false);
+    run(
+        &["memory", "add", "--user", "alice", "Sam drives a red Volvo"],
+        false,
+    );
+    run(
+        &[
+            "memory",
+            "add",
+            "--user",
+            "alice",
+            "I like espresso in the morning",
+        ],
+        false,
+    );
+    let found: Value = serde_json::from_str(&run(
+        &[
+            "--json", "search", "--user", "alice", "--mode", "text", "Volvo",
+        ],
+        false,
+    ))
+    .unwrap();
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    assert_eq!(found["mode"], "text");
+    let found: Value = serde_json::from_str(&run(
+        &["--json", "search", "--user", "alice", "coffee"],
+        false,
+    ))
+    .unwrap();
+    assert_eq!(found["semantic_available"], false);
+    assert!(found["notice"].is_string());
+    if model_present() {
+        let found: Value = serde_json::from_str(&run(
+            &[
+                "--json", "search", "--user", "alice", "--mode", "semantic", "coffee",
+            ],
+            true,
+        ))
+        .unwrap();
+        assert_eq!(found["mode"], "semantic");
+        assert!(
+            found["items"][0]["memory"]["content"]
+                .as_str()
+                .unwrap()
+                .contains("espresso"),
+            "{found}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn conversations_are_searchable_by_title_overview_and_transcript() {
     const TOKEN: &str = "7Qm2Xr9LbV4sK8nW1cYt6PdZ3hJf0GaE";
     const UID: &str = "5Z9Lil2WHl1vvn5iP2pZw0fKm4BR";

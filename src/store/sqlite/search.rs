@@ -242,11 +242,14 @@ pub fn load_vectors(
             )));
         }
         out.conversation_ids.push(r.get(2).map_err(db_error)?);
-        if let Some(prefix) = r.get::<_, Option<String>>(3).map_err(db_error)?
-            && crate::search::query::looks_like_a_name(&prefix)
-        {
-            *speakers.entry(prefix).or_insert(0usize) += 1;
+        let label = r
+            .get::<_, Option<String>>(3)
+            .map_err(db_error)?
+            .filter(|p| crate::search::query::looks_like_a_name(p));
+        if let Some(prefix) = &label {
+            *speakers.entry(prefix.clone()).or_insert(0usize) += 1;
         }
+        out.speaker_labels.push(label);
         out.ids
             .push(MemoryId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?);
         out.data.extend(
