@@ -625,7 +625,22 @@ fn svg_chart(results: &Results) -> String {
 // ---------------------------------------------------------------------------
 
 async fn run(config: &Config) -> Results {
-    let mut server = Server::spawn();
+    // `BENCH_EMBEDDING=off` measures the service without the embedding model (the memory target
+    // predates semantic search; the model's weights alone are 90 MB).
+    let embedding = std::env::var("BENCH_EMBEDDING").map_or(true, |v| v != "off");
+    let mut server = Server::spawn_with(|command, _| {
+        if !embedding {
+            command.env("ANGEL_MEMORY_EMBEDDING__PROVIDER", "off");
+        }
+    });
+    println!(
+        "embedding: {}",
+        if embedding {
+            "on"
+        } else {
+            "off (BENCH_EMBEDDING=off)"
+        }
+    );
     let client = build_client(CLIENTS);
     server.wait_ready(&client).await;
     let api = setup_user(&client, &server).await;

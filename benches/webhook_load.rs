@@ -73,7 +73,7 @@ const TARGET_OPEN_LOOP_P99_MS: f64 = 10.0;
 
 struct Config {
     seconds: u64,
-    /// `BENCH_EMBEDDING=off` hides the embedding model from the server (full-text search only), to
+    /// `BENCH_EMBEDDING=off` runs the server without embeddings (full-text search only), to
     /// separate the webhook path from the background embedding of every new memory.
     embedding: bool,
 }
@@ -102,16 +102,13 @@ impl Config {
 // Server process
 // ---------------------------------------------------------------------------
 
-/// The server with a fresh webhook token (returned with it); `embedding: false` hides the model.
+/// The server with a fresh webhook token (returned with it); `embedding: false` turns embedding off.
 fn spawn_server(embedding: bool) -> (Server, String) {
     let webhook_token = uuid::Uuid::new_v4().simple().to_string();
-    let server = Server::spawn_with(|command, data_dir| {
+    let server = Server::spawn_with(|command, _| {
         command.env("ANGEL_MEMORY_WEBHOOK_TOKEN", &webhook_token);
         if !embedding {
-            command.env(
-                "ANGEL_MEMORY_EMBEDDING__MODEL_DIR",
-                data_dir.join("no-model"),
-            );
+            command.env("ANGEL_MEMORY_EMBEDDING__PROVIDER", "off");
         }
     });
     (server, webhook_token)

@@ -101,6 +101,8 @@ pub enum Provider {
     /// An OpenAI-compatible `/embeddings` endpoint at `base_url`.
     #[serde(alias = "open_ai")]
     OpenAi,
+    /// No embeddings: search by text alone (smallest footprint).
+    Off,
 }
 
 /// The `[embedding]` section of the configuration.
@@ -185,6 +187,7 @@ pub async fn from_settings(settings: &EmbeddingSettings) -> Result<Arc<dyn Embed
             Ok(Arc::new(embedder))
         }
         Provider::OpenAi => Ok(Arc::new(OpenAiEmbedder::connect(settings).await?)),
+        Provider::Off => Err(EmbedError::Config("embedding.provider is \"off\"".into())),
     }
 }
 
