@@ -218,11 +218,16 @@ async fn fetch_local_model(config: &Config) {
         return;
     }
     let dir = settings.model_dir.clone();
-    let fetched = tokio::task::spawn_blocking(move || crate::search::embed::ensure_model(&dir)).await;
+    let fetched =
+        tokio::task::spawn_blocking(move || crate::search::embed::ensure_model(&dir)).await;
     match fetched {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => println!("embedding model unavailable ({error}); search runs on text alone"),
-        Err(error) => println!("embedding model fetch stopped ({error}); search runs on text alone"),
+        Ok(Err(error)) => {
+            println!("embedding model unavailable ({error}); search runs on text alone")
+        }
+        Err(error) => {
+            println!("embedding model fetch stopped ({error}); search runs on text alone")
+        }
     }
 }
 

@@ -88,7 +88,9 @@ impl InboxWorker {
     }
 
     async fn process_all(&self, due: Vec<DueEvent>) {
-        futures_util::stream::iter(due).for_each_concurrent(CONCURRENCY, |event| self.process(event)).await;
+        futures_util::stream::iter(due)
+            .for_each_concurrent(CONCURRENCY, |event| self.process(event))
+            .await;
     }
 
     async fn process(&self, event: DueEvent) {

@@ -265,7 +265,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<TextHit>, StoreError>;
     /// Active memories with these ids, in the order given (missing or deleted ones left out).
-    async fn memories_by_ids(&self, uid: &Uid, ids: &[MemoryId]) -> Result<Vec<Memory>, StoreError>;
+    async fn memories_by_ids(&self, uid: &Uid, ids: &[MemoryId])
+    -> Result<Vec<Memory>, StoreError>;
     /// Ids of the active memories the filter lets through.
     async fn filtered_memory_ids(
         &self,
@@ -281,7 +282,11 @@ pub trait Store: Send + Sync + 'static {
     /// Moves whenever what vector search sees for this user may have changed.
     async fn search_generation(&self, uid: &Uid) -> Result<i64, StoreError>;
     /// The user's ready vectors of this model, for active memories.
-    async fn load_vectors(&self, uid: &Uid, model: &VectorModel) -> Result<StoredVectors, StoreError>;
+    async fn load_vectors(
+        &self,
+        uid: &Uid,
+        model: &VectorModel,
+    ) -> Result<StoredVectors, StoreError>;
     /// Queues every active memory without a current vector (or failure) of this model.
     async fn enqueue_stale_embeddings(&self, model: &VectorModel) -> Result<u64, StoreError>;
     /// Memories whose turn to be embedded has come, oldest request first.

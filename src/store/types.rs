@@ -228,7 +228,9 @@ impl PageRequest {
 
     /// Where the page starts: the cursor's position, or `start` (the far end) on the first page.
     pub fn position_or(&self, start: i64) -> (i64, String) {
-        self.after.as_ref().map_or((start, String::new()), |c| (c.position, c.id.clone()))
+        self.after
+            .as_ref()
+            .map_or((start, String::new()), |c| (c.position, c.id.clone()))
     }
 }
 

@@ -569,7 +569,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn memories_by_ids(&self, uid: &Uid, ids: &[MemoryId]) -> Result<Vec<Memory>, StoreError> {
+    async fn memories_by_ids(
+        &self,
+        uid: &Uid,
+        ids: &[MemoryId],
+    ) -> Result<Vec<Memory>, StoreError> {
         let (uid, ids) = (uid.clone(), ids.to_vec());
         self.pool
             .read(move |c| search::memories_by_ids(c, &uid, &ids))
@@ -606,7 +610,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn load_vectors(&self, uid: &Uid, model: &VectorModel) -> Result<StoredVectors, StoreError> {
+    async fn load_vectors(
+        &self,
+        uid: &Uid,
+        model: &VectorModel,
+    ) -> Result<StoredVectors, StoreError> {
         let (uid, model) = (uid.clone(), model.clone());
         self.pool
             .read(move |c| search::load_vectors(c, &uid, &model))
@@ -625,7 +633,9 @@ impl Store for SqliteStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<EmbeddingJob>, StoreError> {
-        self.pool.read(move |c| search::backlog(c, now, limit)).await
+        self.pool
+            .read(move |c| search::backlog(c, now, limit))
+            .await
     }
 
     async fn save_embeddings(

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::schema;
@@ -21,6 +21,10 @@ use crate::store::StoreError;
 
 /// Most jobs committed in one transaction; bounds how long a single commit holds the write lock.
 const MAX_GROUP: usize = 256;
+/// The writer maintains the indexes after this long without work…
+const MAINTAIN_WHEN_IDLE: Duration = Duration::from_millis(250);
+/// …and at least this often when it never runs out of work.
+const MAINTAIN_UNDER_LOAD: Duration = Duration::from_secs(5);
 /// Background jobs added to each group, after the foreground ones.
 const BACKGROUND_PER_GROUP: usize = 2;
 /// How often the background thread copies the write-ahead log into the database file.
@@ -243,14 +247,19 @@ enum Lane {
 
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<(Lane, WriteJob)>) {
     let mut background: VecDeque<WriteJob> = VecDeque::new();
+    let mut maintained = Instant::now();
     loop {
         let mut group = Vec::new();
-        // Block only when there is nothing at all to do.
+        // Wait only when there is nothing to do; an idle writer does its own maintenance.
         if background.is_empty() {
-            match jobs.recv() {
+            match jobs.recv_timeout(MAINTAIN_WHEN_IDLE) {
                 Ok((Lane::Foreground, job)) => group.push(job),
                 Ok((Lane::Background, job)) => background.push_back(job),
-                Err(_) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    maintain(&conn, &mut maintained);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
         while group.len() < MAX_GROUP {
@@ -263,7 +272,22 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<(Lane, WriteJob)>) {
         let take = BACKGROUND_PER_GROUP.min(background.len());
         group.extend(background.drain(..take));
         commit_group(&conn, group);
+        // Under constant load the writer is never idle; maintenance still runs, rarely.
+        if maintained.elapsed() >= MAINTAIN_UNDER_LOAD {
+            maintain(&conn, &mut maintained);
+        }
     }
+}
+
+/// Runs the schema's maintenance statements (bounded full-text index merges) on the writer itself,
+/// so they never contend for the write lock and make writers sleep in SQLite's busy handler.
+fn maintain(conn: &Connection, maintained: &mut Instant) {
+    for statement in schema::MAINTENANCE {
+        if let Err(error) = conn.execute_batch(statement) {
+            tracing::warn!(%error, "index maintenance failed");
+        }
+    }
+    *maintained = Instant::now();
 }
 
 fn commit_group(conn: &Connection, group: Vec<WriteJob>) {

@@ -16,6 +16,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0002_omi_ingest.sql"),
     ),
     (3, "search", include_str!("migrations/0003_search.sql")),
+    (
+        4,
+        "fts_background_merge",
+        include_str!("migrations/0004_fts_background_merge.sql"),
+    ),
+];
+
+/// Statements the writer runs when idle, outside any group commit: bounded incremental
+/// merges of the full-text indexes (their automatic merging is off, see migration 4).
+pub const MAINTENANCE: [&str; 2] = [
+    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('merge', 64)",
+    "INSERT INTO conversations_fts (conversations_fts, rank) VALUES ('merge', 64)",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
