@@ -26,8 +26,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
 /// merges of the full-text indexes (their automatic merging is off, see migration 4).
 pub const MAINTENANCE: [&str; 2] = [
-    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('merge', 8)",
-    "INSERT INTO conversations_fts (conversations_fts, rank) VALUES ('merge', 8)",
+    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('merge', 64)",
+    "INSERT INTO conversations_fts (conversations_fts, rank) VALUES ('merge', 64)",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
