@@ -420,6 +420,27 @@ pub fn versions(
     }
 }
 
+/// Adds "has any (or all) of these tags" to a query over `memories m`.
+pub(super) fn push_tag_filter(
+    sql: &mut String,
+    args: &mut Vec<Value>,
+    tags: &[crate::domain::Tag],
+    mode: TagMatch,
+) {
+    if tags.is_empty() {
+        return;
+    }
+    let slots = vec!["?"; tags.len()].join(", ");
+    let matching = format!(
+        "(SELECT COUNT(*) FROM memory_tags t WHERE t.uid = m.uid AND t.memory_id = m.id AND t.tag IN ({slots}))"
+    );
+    match mode {
+        TagMatch::Any => sql.push_str(&format!(" AND {matching} > 0")),
+        TagMatch::All => sql.push_str(&format!(" AND {matching} = {}", tags.len())),
+    }
+    args.extend(tags.iter().map(|t| Value::Text(t.as_str().to_owned())));
+}
+
 pub fn list(conn: &Connection, uid: &Uid, q: &ListQuery) -> Result<Page<Memory>, StoreError> {
     let mut sql = format!("SELECT {COLUMNS} FROM memories m WHERE uid = ?");
     let mut args: Vec<Value> = vec![Value::Text(uid.as_str().to_owned())];
@@ -450,17 +471,7 @@ pub fn list(conn: &Connection, uid: &Uid, q: &ListQuery) -> Result<Page<Memory>,
             args.push(to.as_micros().into());
         }
     }
-    if !q.tags.is_empty() {
-        let placeholders = vec!["?"; q.tags.len()].join(", ");
-        let matching = format!(
-            "(SELECT COUNT(*) FROM memory_tags t WHERE t.uid = m.uid AND t.memory_id = m.id AND t.tag IN ({placeholders}))"
-        );
-        match q.tag_match {
-            TagMatch::Any => sql.push_str(&format!(" AND {matching} > 0")),
-            TagMatch::All => sql.push_str(&format!(" AND {matching} = {}", q.tags.len())),
-        }
-        args.extend(q.tags.iter().map(|t| Value::Text(t.as_str().to_owned())));
-    }
+    push_tag_filter(&mut sql, &mut args, &q.tags, q.tag_match);
     let (cmp, dir) = match q.order {
         SortOrder::Desc => ("<", "DESC"),
         SortOrder::Asc => (">", "ASC"),

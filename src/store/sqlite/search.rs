@@ -8,7 +8,7 @@ use super::{db_error, ingest, memories, stored};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{
     ConversationHit, EmbeddingCounts, EmbeddingJob, EmbeddingOutcome, EmbeddingStatus,
-    SearchFilter, StoreError, StoredVectors, TagMatch, TextHit, VectorModel,
+    SearchFilter, StoreError, StoredVectors, TextHit, VectorModel,
 };
 
 fn prefixed(columns: &str, alias: &str) -> String {
@@ -41,22 +41,7 @@ fn push_filter(filter: &SearchFilter, sql: &mut String, args: &mut Vec<Value>) {
         sql.push_str(" AND m.created_at < ?");
         args.push(to.as_micros().into());
     }
-    if !filter.tags.is_empty() {
-        let placeholders = vec!["?"; filter.tags.len()].join(", ");
-        let matching = format!(
-            "(SELECT COUNT(*) FROM memory_tags t WHERE t.uid = m.uid AND t.memory_id = m.id AND t.tag IN ({placeholders}))"
-        );
-        match filter.tag_match {
-            TagMatch::Any => sql.push_str(&format!(" AND {matching} > 0")),
-            TagMatch::All => sql.push_str(&format!(" AND {matching} = {}", filter.tags.len())),
-        }
-        args.extend(
-            filter
-                .tags
-                .iter()
-                .map(|t| Value::Text(t.as_str().to_owned())),
-        );
-    }
+    super::memories::push_tag_filter(sql, args, &filter.tags, filter.tag_match);
 }
 
 pub fn search_memories_text(
