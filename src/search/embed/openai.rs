@@ -113,7 +113,8 @@ impl OpenAiEmbedder {
         if let Some(dim) = settings.dimensions {
             return Self::new(settings, dim);
         }
-        // Any positive placeholder: the probe's answer is checked for count only, then sets the dimension.
+        // The dimension is unknown until the probe answers; `request` does not read it, and the
+        // probe's vector length replaces it below before the embedder is returned.
         let mut embedder = Self::new(settings, 1)?;
         let vectors = embedder.request(&[PROBE_TEXT.to_owned()]).await?;
         let dim = vectors.first().map(Vec::len).unwrap_or_default();
