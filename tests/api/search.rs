@@ -534,7 +534,7 @@ async fn conversations_are_searchable_by_title_overview_and_transcript() {
             "/webhooks/omi/conversation?token={TOKEN}&uid={UID}"
         )))
         .header("content-type", "application/json")
-        .body(fixture)
+        .body(fixture.clone())
         .send()
         .await
         .unwrap();
@@ -582,6 +582,41 @@ async fn conversations_are_searchable_by_title_overview_and_transcript() {
             .contains("[compressor]"),
         "{results}"
     );
+    // A re-delivered conversation whose transcript changed is indexed anew: the old word is gone,
+    // the new one found, and the conversation is still one document.
+    let changed = String::from_utf8(fixture.clone())
+        .unwrap()
+        .replace("compressor", "dynamo");
+    let response = app
+        .client
+        .post(app.url(&format!(
+            "/webhooks/omi/conversation?token={TOKEN}&uid={UID}"
+        )))
+        .header("content-type", "application/json")
+        .body(changed)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    loop {
+        if find("dynamo", key.clone()).await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the changed transcript was not indexed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let results = find("compressor", key.clone()).await;
+    assert!(results["items"].as_array().unwrap().is_empty(), "{results}");
+    let results = find("kiosk%20budget", key.clone()).await;
+    assert_eq!(results["items"].as_array().unwrap().len(), 1, "{results}");
     // Someone else's conversations stay theirs.
     let results = find("kiosk", other).await;
     assert!(results["items"].as_array().unwrap().is_empty());

@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fts_background_merge",
         include_str!("migrations/0004_fts_background_merge.sql"),
     ),
+    (
+        5,
+        "conversation_index_once",
+        include_str!("migrations/0005_conversation_index_once.sql"),
+    ),
 ];
 
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
