@@ -33,7 +33,7 @@ fn local() -> &'static LocalEmbedder {
     MODEL.get_or_init(|| {
         let dir = model_dir();
         ensure_model(&dir).expect("fetching the model (python3 scripts/fetch_model.py)");
-        LocalEmbedder::load(&dir, 32).expect("loading the model")
+        LocalEmbedder::load(&dir, 32, false).expect("loading the model")
     })
 }
 
@@ -122,7 +122,7 @@ async fn local_batch_equals_one_by_one() {
 async fn local_batches_larger_than_batch_size_keep_order() {
     let dir = model_dir();
     ensure_model(&dir).unwrap();
-    let small_batches = LocalEmbedder::load(&dir, 3).unwrap();
+    let small_batches = LocalEmbedder::load(&dir, 3, false).unwrap();
     let texts: Vec<String> = (0..8)
         .map(|i| format!("memory number {i} is about {}", "coffee ".repeat(i)))
         .collect();

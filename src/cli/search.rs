@@ -10,6 +10,7 @@ use super::output::Output;
 use crate::config::Config;
 use crate::domain::{Category, Tags, Uid};
 use crate::eval::locomo;
+use crate::search::embed::EmbeddingSettings;
 use crate::search::{Mode, SearchRequest, Searcher};
 use crate::store::{SearchFilter, Store};
 
@@ -119,7 +120,12 @@ pub async fn eval(config: &Config, command: EvalCommand, out: &Output) -> Result
             &scratch.join("eval.db"),
             &crate::store::sqlite::PoolOptions::default(),
         )?);
-        let searcher = Searcher::from_settings(Arc::clone(&store), &config.embedding).await;
+        // Someone is waiting for the result: the embedding queue runs at normal priority.
+        let settings = EmbeddingSettings {
+            low_priority_queue: false,
+            ..config.embedding.clone()
+        };
+        let searcher = Searcher::from_settings(Arc::clone(&store), &settings).await;
         locomo::run(store, &searcher, &files)
             .await
             .map_err(|e| CliError::Usage(e.to_string()))

@@ -133,7 +133,7 @@ impl EmbeddingWorker {
     ) -> Vec<(EmbeddingJob, EmbeddingOutcome)> {
         jobs.sort_by_key(|j| j.content.len());
         let texts: Vec<String> = jobs.iter().map(|j| j.content.clone()).collect();
-        match self.embedder.embed(&texts).await {
+        match self.embedder.embed_background(&texts).await {
             Ok(vectors) if vectors.len() == jobs.len() => jobs
                 .into_iter()
                 .zip(vectors)
@@ -153,7 +153,7 @@ impl EmbeddingWorker {
                 for job in jobs {
                     let outcome = match self
                         .embedder
-                        .embed(std::slice::from_ref(&job.content))
+                        .embed_background(std::slice::from_ref(&job.content))
                         .await
                     {
                         Ok(mut v) if v.len() == 1 => EmbeddingOutcome::Vector(v.remove(0)),

@@ -29,9 +29,49 @@ pub struct LocalEmbedder {
     inner: Arc<Inner>,
     info: ModelInfo,
     batch_size: usize,
-    /// One inference at a time: a forward pass already uses every core, and running two at once only
-    /// doubles the memory and the latency of both.
+    /// Queries: someone is waiting for the vector.
+    interactive: Arc<Lane>,
+    /// The embedding queue: nobody waits, so it must never delay a request (see [`Lane`]).
+    background: Arc<Lane>,
+}
+
+/// Where a forward pass runs: its own thread pool (candle and the tokenizer parallelise with rayon,
+/// and run on whichever pool calls them) and a gate.
+struct Lane {
+    pool: rayon::ThreadPool,
+    /// One inference at a time per lane: a forward pass already uses every core, and running two at
+    /// once only doubles the memory and the latency of both.
     gate: Semaphore,
+}
+
+impl Lane {
+    /// `low_priority`: the pool's threads take the lowest CPU priority (nice 19), so on a small
+    /// machine a backlog of embeddings uses idle cores without stealing time from request handling.
+    fn new(name: &'static str, low_priority: bool) -> Result<Self, EmbedError> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("embed-{name}-{i}"))
+            .start_handler(move |_| {
+                if low_priority {
+                    lower_thread_priority();
+                }
+            })
+            .build()
+            .map_err(|e| EmbedError::Load(format!("embedding thread pool: {e}")))?;
+        Ok(Self {
+            pool,
+            gate: Semaphore::new(1),
+        })
+    }
+}
+
+/// Nice 19 for the calling thread (Linux keeps a nice value per thread).
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::nice(19) {
+        tracing::warn!(%error, "could not lower the embedding threads' priority");
+    }
 }
 
 struct Inner {
@@ -52,7 +92,12 @@ impl std::fmt::Debug for LocalEmbedder {
 impl LocalEmbedder {
     /// Loads the model from `dir` (blocking: reads and hashes ~91 MB, then parses; ~0.5 s). Fails with
     /// [`EmbedError::ModelMissing`] naming the fetch command when a file is absent.
-    pub fn load(dir: &Path, batch_size: usize) -> Result<Self, EmbedError> {
+    /// `low_priority_queue`: the queue's lane runs at the lowest CPU priority (see [`Lane::new`]).
+    pub fn load(
+        dir: &Path,
+        batch_size: usize,
+        low_priority_queue: bool,
+    ) -> Result<Self, EmbedError> {
         if batch_size == 0 {
             return Err(EmbedError::Config("batch_size must be at least 1".into()));
         }
@@ -119,13 +164,40 @@ impl LocalEmbedder {
                 revision,
             },
             batch_size,
-            gate: Semaphore::new(1),
+            interactive: Arc::new(Lane::new("query", false)?),
+            background: Arc::new(Lane::new("queue", low_priority_queue)?),
         })
     }
 
     /// The blocking computation behind [`Embedder::embed`], for callers already on a blocking thread.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.inner.embed_all(texts, self.batch_size)
+        let inner = &self.inner;
+        self.interactive
+            .pool
+            .install(|| inner.embed_all(texts, self.batch_size))
+    }
+
+    async fn embed_in(
+        &self,
+        lane: &Arc<Lane>,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _permit = lane
+            .gate
+            .acquire()
+            .await
+            .map_err(|e| EmbedError::Inference(format!("embedder closed: {e}")))?;
+        let (inner, lane) = (Arc::clone(&self.inner), Arc::clone(lane));
+        let texts = texts.to_vec();
+        let batch_size = self.batch_size;
+        tokio::task::spawn_blocking(move || {
+            lane.pool.install(|| inner.embed_all(&texts, batch_size))
+        })
+        .await
+        .map_err(|e| EmbedError::Inference(format!("inference task failed: {e}")))?
     }
 }
 
@@ -136,20 +208,11 @@ impl Embedder for LocalEmbedder {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let _permit = self
-            .gate
-            .acquire()
-            .await
-            .map_err(|e| EmbedError::Inference(format!("embedder closed: {e}")))?;
-        let inner = Arc::clone(&self.inner);
-        let texts = texts.to_vec();
-        let batch_size = self.batch_size;
-        tokio::task::spawn_blocking(move || inner.embed_all(&texts, batch_size))
-            .await
-            .map_err(|e| EmbedError::Inference(format!("inference task failed: {e}")))?
+        self.embed_in(&self.interactive, texts).await
+    }
+
+    async fn embed_background(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_in(&self.background, texts).await
     }
 }
 
@@ -356,7 +419,7 @@ mod tests {
     #[test]
     fn missing_model_names_the_directory_and_the_fetch_command() {
         let dir = tempfile::tempdir().unwrap();
-        let err = LocalEmbedder::load(dir.path(), 32).unwrap_err();
+        let err = LocalEmbedder::load(dir.path(), 32, false).unwrap_err();
         let EmbedError::ModelMissing { missing, .. } = &err else {
             panic!("expected ModelMissing, got {err:?}");
         };

@@ -48,6 +48,12 @@ pub trait Embedder: Send + Sync + 'static {
     /// One unit-length vector of length `model().dim` per text, in the same order. An empty input gives
     /// an empty output without any work.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// [`Embedder::embed`] for work nobody is waiting on (the embedding queue). An embedder that
+    /// computes on this machine runs it at low CPU priority, so requests go first.
+    async fn embed_background(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed(texts).await
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +133,9 @@ pub struct EmbeddingSettings {
     pub batch_size: usize,
     /// OpenAI-compatible provider: timeout of one request.
     pub timeout_seconds: u64,
+    /// Local provider: run the embedding queue at the lowest CPU priority (nice 19), so a backlog
+    /// never slows requests on a small machine. Commands a person waits on (`eval`) turn it off.
+    pub low_priority_queue: bool,
 }
 
 impl Default for EmbeddingSettings {
@@ -140,6 +149,7 @@ impl Default for EmbeddingSettings {
             dimensions: None,
             batch_size: 32,
             timeout_seconds: 30,
+            low_priority_queue: true,
         }
     }
 }
@@ -179,11 +189,12 @@ pub async fn from_settings(settings: &EmbeddingSettings) -> Result<Arc<dyn Embed
     match settings.provider {
         Provider::Local => {
             let dir = settings.model_dir.clone();
-            let batch_size = settings.batch_size;
-            let embedder =
-                tokio::task::spawn_blocking(move || LocalEmbedder::load(&dir, batch_size))
-                    .await
-                    .map_err(|e| EmbedError::Load(format!("loading task failed: {e}")))??;
+            let (batch_size, low_priority) = (settings.batch_size, settings.low_priority_queue);
+            let embedder = tokio::task::spawn_blocking(move || {
+                LocalEmbedder::load(&dir, batch_size, low_priority)
+            })
+            .await
+            .map_err(|e| EmbedError::Load(format!("loading task failed: {e}")))??;
             Ok(Arc::new(embedder))
         }
         Provider::OpenAi => Ok(Arc::new(OpenAiEmbedder::connect(settings).await?)),
