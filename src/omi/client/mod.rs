@@ -247,9 +247,12 @@ impl OmiClient {
             .header(REQUEST_ID, request_id)
             .timeout(timeout);
         if let Some(body) = &call.body {
-            if !body.is_empty() {
-                request = request.header(reqwest::header::CONTENT_TYPE, "application/json");
-            }
+            request = if body.is_empty() {
+                // Omi's notification call wants an empty body announced as such.
+                request.header(reqwest::header::CONTENT_LENGTH, "0")
+            } else {
+                request.header(reqwest::header::CONTENT_TYPE, "application/json")
+            };
             request = request.body(body.clone());
         }
         let started = tokio::time::Instant::now();
