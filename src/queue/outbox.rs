@@ -176,7 +176,15 @@ impl OutboxWorker {
         let first = group.first()?;
         let uid = first.uid.clone();
         let kind = first.kind;
-        let client = client.for_request(format!("outbox-{}", first.id));
+        // A batch carries the first item's cause; the others are logged with theirs.
+        let request_id = first
+            .request_id
+            .clone()
+            .unwrap_or_else(|| format!("outbox-{}", first.id));
+        for item in group.iter().skip(1) {
+            tracing::debug!(request_id = %request_id, item = %item.id, caused_by = item.request_id.as_deref().unwrap_or("-"), "sent in a batch");
+        }
+        let client = client.for_request(request_id);
         let mut outcomes = Vec::new();
         let result = match kind {
             OutboxKind::Memory => {

@@ -63,6 +63,8 @@ pub struct OutboxItem {
     pub kind: OutboxKind,
     pub payload: serde_json::Value,
     pub attempts: i64,
+    /// The request that caused it (when there was one).
+    pub request_id: Option<String>,
 }
 
 /// What became of a delivery attempt.

@@ -82,7 +82,14 @@ async fn new_memories_that_pass_the_users_filters_reach_omi_with_a_notification(
     )
     .await;
     assert_eq!(settings["tags"], json!(["omi"]));
-    create(&app, &key, "Sam drives a red Volvo", &["omi", "cars"]).await;
+    let response = app
+        .request(Method::POST, "/v1/memories", &key)
+        .header("x-request-id", "req-volvo-1")
+        .json(&json!({"content": "Sam drives a red Volvo", "tags": ["omi", "cars"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
     create(&app, &key, "The wifi password is private", &["home"]).await;
     eventually("the push", Duration::from_secs(10), async || {
         fake.stored_memories(UID) == 1
@@ -102,6 +109,11 @@ async fn new_memories_that_pass_the_users_filters_reach_omi_with_a_notification(
             "Sam drives a red Volvo".to_owned(),
             vec!["cars".to_owned(), "omi".to_owned()]
         )]
+    );
+    let request_ids = fake.state.request_ids.lock().unwrap().clone();
+    assert!(
+        request_ids.iter().any(|id| id == "req-volvo-1"),
+        "the push carries its cause: {request_ids:?}"
     );
     let notes = fake.state.notifications.lock().unwrap().clone();
     assert!(

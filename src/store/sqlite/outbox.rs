@@ -100,7 +100,7 @@ pub fn set_sync_settings(
 
 pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
     conn.prepare_cached(
-        "SELECT uid, id, kind, payload, attempts FROM omi_outbox
+        "SELECT uid, id, kind, payload, attempts, request_id FROM omi_outbox
          WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, created_at LIMIT ?2",
     )
     .and_then(|mut s| {
@@ -114,6 +114,7 @@ pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> Result<Vec<OutboxIt
                 kind: OutboxKind::parse(&kind).unwrap_or(OutboxKind::Memory),
                 payload: serde_json::from_str(&payload).unwrap_or_default(),
                 attempts: r.get(4)?,
+                request_id: r.get(5)?,
             })
         })?
         .collect()

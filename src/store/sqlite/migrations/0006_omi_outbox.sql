@@ -18,6 +18,7 @@ CREATE TABLE omi_outbox (
     kind TEXT NOT NULL,               -- memory | notification
     dedupe_key TEXT NOT NULL,         -- memory:<id>, conversation:<id>: one item per cause
     memory_id TEXT,
+    request_id TEXT,                  -- the request that caused it, sent on as X-Request-Id
     payload TEXT NOT NULL,            -- JSON: what to send (memory content is copied: Omi gets what was written)
     state TEXT NOT NULL,              -- pending | done | dead
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -31,6 +32,7 @@ CREATE UNIQUE INDEX omi_outbox_dedupe ON omi_outbox (uid, kind, dedupe_key);
 CREATE INDEX omi_outbox_due ON omi_outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX omi_outbox_by_state ON omi_outbox (state, created_at, id);
 CREATE INDEX omi_outbox_by_id ON omi_outbox (id);
+CREATE INDEX omi_outbox_by_memory ON omi_outbox (uid, memory_id) WHERE memory_id IS NOT NULL;
 
 -- A new memory goes to Omi when its user asked for it and it passes their filters. Memories that came
 -- from Omi (`omi pull` marks them with metadata.omi_id) are never sent back.
@@ -64,6 +66,14 @@ BEGIN
            new.created_at
     FROM omi_sync_settings s
     WHERE s.uid = new.uid AND EXISTS (SELECT 1 FROM json_each(s.notify_events) e WHERE e.value = 'memory_created');
+END;
+
+-- The memory's audit record (same transaction, written just after it) knows the causing request.
+CREATE TRIGGER omi_outbox_request_id AFTER INSERT ON audit_events
+WHEN new.action = 'memory.create' AND new.request_id IS NOT NULL
+BEGIN
+    UPDATE omi_outbox SET request_id = new.request_id
+    WHERE uid = new.uid AND memory_id = new.memory_id AND request_id IS NULL;
 END;
 
 -- A memory deleted before it was sent is not sent.
