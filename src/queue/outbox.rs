@@ -135,11 +135,44 @@ impl OutboxWorker {
 
     /// Sends the items in groups (one call per group); `true` when the breaker stopped the round.
     async fn deliver_all(&self, client: &OmiClient, due: Vec<OutboxItem>) -> bool {
+        // Omi rate-limits per app and user: once a user is limited, their other items this round wait
+        // as long, without a call each.
+        let mut limited: BTreeMap<Uid, Timestamp> = BTreeMap::new();
         for group in self.groups(due) {
-            let outcomes = self.deliver(client, &group).await;
+            let Some(uid) = group.first().map(|i| i.uid.clone()) else {
+                continue;
+            };
+            let outcomes = match limited.get(&uid) {
+                Some(until) => Some(
+                    group
+                        .iter()
+                        .map(|i| {
+                            let error = "waiting for Omi's rate limit".to_owned();
+                            (
+                                i.uid.clone(),
+                                i.id.clone(),
+                                OutboxOutcome::Retry {
+                                    at: *until,
+                                    counted: false,
+                                    error,
+                                },
+                            )
+                        })
+                        .collect(),
+                ),
+                None => self.deliver(client, &group).await,
+            };
             let Some(outcomes) = outcomes else {
                 return true;
             };
+            if let Some(until) = outcomes.iter().find_map(|(_, _, o)| match o {
+                OutboxOutcome::Retry {
+                    at, counted: false, ..
+                } => Some(*at),
+                _ => None,
+            }) {
+                limited.insert(uid, until);
+            }
             if let Err(error) = self.store.settle_outbox(outcomes).await {
                 tracing::warn!(%error, "cannot record outbox deliveries; they stay due and are sent again");
             }
