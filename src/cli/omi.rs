@@ -12,15 +12,14 @@ use super::CliError;
 use super::output::Output;
 use crate::config::Config;
 use crate::domain::{
-    Category, Content, Cursor, Metadata, NewTask, Source, Tag, Tags, TaskDescription, Timestamp,
-    Uid,
+    Category, Content, Metadata, NewTask, Source, Tag, Tags, TaskDescription, Timestamp, Uid,
 };
 use crate::omi::client::types::{ConversationFilter, OmiActionItem, OmiMemory, TaskFilter};
 use crate::omi::client::{OmiClient, OmiError};
 use crate::queue::inbox::InboxWorker;
 use crate::store::{
     Context, Created, EventKind, Ingested, NewInboxEvent, NewMemory, NotifyEvent, OutboxState,
-    PageRequest, Store, SyncSettings,
+    Store, SyncSettings,
 };
 
 #[derive(Debug, Subcommand)]
@@ -143,17 +142,9 @@ pub async fn run(
             let state = OutboxState::parse(&state).ok_or_else(|| {
                 CliError::Usage(format!("--state {state:?}: use pending, done or dead"))
             })?;
-            if limit == 0 || limit > PageRequest::MAX_LIMIT {
-                return Err(CliError::Usage(format!(
-                    "--limit must be between 1 and {}",
-                    PageRequest::MAX_LIMIT
-                )));
-            }
-            let page = PageRequest {
-                limit,
-                after: cursor.as_deref().map(Cursor::decode).transpose()?,
-            };
-            let page = store.outbox(state, page).await?;
+            let page = store
+                .outbox(state, super::inbox::page_request(limit, cursor)?)
+                .await?;
             if out.is_json() {
                 out.value(&serde_json::json!({"items": page.items, "next_cursor": page.next_cursor.map(|c| c.encode())}));
             } else {

@@ -550,4 +550,64 @@ async fn pull_backfills_resumes_after_an_interruption_and_stores_everything_once
     assert_eq!(listed["items"], json!([]));
     let unknown_user = cli(&app, &fake, &["omi", "pull", "--uid", "nobody"]).await;
     assert_eq!(unknown_user.status.code(), Some(3));
+
+    let set = json_of(
+        &cli(
+            &app,
+            &fake,
+            &[
+                "--json",
+                "omi",
+                "sync",
+                "set",
+                "--user",
+                UID,
+                "--push-memories",
+                "--tags",
+                "Omi,cars",
+                "--notify",
+                "conversation_processed",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        (
+            set["push_memories"].clone(),
+            set["tags"].clone(),
+            set["notify"].clone()
+        ),
+        (
+            json!(true),
+            json!(["omi", "cars"]),
+            json!(["conversation_processed"])
+        )
+    );
+    let shown = body(
+        app.request(Method::GET, "/v1/omi/sync", &key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        shown["tags"],
+        json!(["omi", "cars"]),
+        "the API sees what the CLI set"
+    );
+    let bad = cli(
+        &app,
+        &fake,
+        &[
+            "omi",
+            "sync",
+            "set",
+            "--user",
+            UID,
+            "--notify",
+            "everything",
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2));
 }
