@@ -50,6 +50,8 @@ pub struct FakeState {
     pub conversations: Mutex<HashMap<String, Vec<Value>>>,
     pub tasks: Mutex<HashMap<String, Vec<Value>>>,
     pub request_ids: Mutex<Vec<String>>,
+    /// Calls to routes without their own behaviour: `METHOD path?query body`, answered with a plausible body.
+    pub recorded: Mutex<Vec<String>>,
 }
 
 pub struct FakeOmi {
@@ -77,6 +79,11 @@ impl FakeOmi {
             .route("/v2/integrations/{app_id}/tasks", get(list_tasks))
             .route("/v2/integrations/{app_id}/notification", post(notify))
             .route("/v1/dev/user/memories/batch", post(dev_batch))
+            .route(
+                "/v2/integrations/{app_id}/search/conversations",
+                post(recorded),
+            )
+            .fallback(recorded)
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -413,4 +420,54 @@ async fn dev_batch(
         .map(|m| json!({"id": memory_id(m["content"].as_str().unwrap_or("")), "content": m["content"], "category": m["category"], "visibility": m["visibility"], "tags": m["tags"], "manually_added": true}))
         .collect();
     axum::Json(json!({"memories": created, "created_count": created.len()})).into_response()
+}
+
+/// Records the call exactly as it arrived and answers with the shape the contract gives for it.
+async fn recorded(
+    State(state): State<Arc<FakeState>>,
+    request: axum::extract::Request,
+) -> Response {
+    state.calls.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let line = format!(
+        "{} {}{query} {}",
+        parts.method,
+        parts.uri.path(),
+        String::from_utf8_lossy(&body)
+    );
+    state
+        .recorded
+        .lock()
+        .unwrap()
+        .push(line.trim_end().to_owned());
+    let path = parts.uri.path();
+    let item = json!({"id": "x1", "content": "c", "description": "d", "completed": false});
+    let answer = match (parts.method.as_str(), path) {
+        ("DELETE", _) => json!({"success": true}),
+        ("GET", p)
+            if p.ends_with("/memories")
+                || p.ends_with("/action-items")
+                || p.ends_with("/conversations") =>
+        {
+            json!([])
+        }
+        ("GET", _) => json!({"id": "c1", "structured": {"title": "t"}}),
+        ("POST", p) if p.ends_with("/search/conversations") => {
+            json!({"conversations": [], "total_pages": 0, "current_page": 1, "per_page": 10})
+        }
+        ("POST", p) if p.contains("/conversations") => {
+            json!({"id": "c1", "status": "completed", "discarded": false})
+        }
+        ("POST", p) if p.ends_with("/batch") => json!({"action_items": [item], "created_count": 1}),
+        _ => item,
+    };
+    axum::Json(answer).into_response()
 }

@@ -353,3 +353,180 @@ async fn pagination_ends_at_the_end_detects_an_ignored_offset_and_yields_errors(
         (200, 50, 250)
     );
 }
+
+#[tokio::test]
+async fn every_developer_api_call_uses_the_contracts_path_and_body() {
+    use angel_memory::domain::Timestamp;
+    use angel_memory::omi::client::types::*;
+    let (fake, client, uid) = setup().await;
+    let memory = NewDevMemory {
+        content: Text::parse("content", "  likes tea ").unwrap(),
+        category: Some(DevCategory::Interesting),
+        visibility: Visibility::Private,
+        tags: vec!["t".into()],
+    };
+    client
+        .dev_memories(25, 50, &["interesting".into(), "system".into()])
+        .await
+        .unwrap();
+    client.dev_create_memory(&memory).await.unwrap();
+    let patch = DevMemoryPatch {
+        tags: Some(vec!["a".into()]),
+        ..DevMemoryPatch::default()
+    };
+    client.dev_update_memory("m/1", &patch).await.unwrap();
+    assert!(matches!(
+        client
+            .dev_update_memory("m1", &DevMemoryPatch::default())
+            .await,
+        Err(OmiError::Invalid(_))
+    ));
+    assert!(client.dev_delete_memory("m1").await.unwrap().success);
+    let due = Timestamp::parse("due_at", "2026-12-01T09:00:00Z").unwrap();
+    let item = NewActionItem {
+        description: Text::parse("description", "Book the train").unwrap(),
+        completed: false,
+        due_at: Some(due),
+    };
+    client
+        .dev_action_items(
+            &ActionItemFilter {
+                completed: Some(false),
+                ..ActionItemFilter::default()
+            },
+            100,
+            0,
+        )
+        .await
+        .unwrap();
+    client.dev_create_action_item(&item).await.unwrap();
+    assert!(ActionItemBatch::new("action_items", vec![item.clone(); 51]).is_err());
+    let created = client
+        .dev_create_action_items(&ActionItemBatch::new("action_items", vec![item; 2]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(created.created_count, Some(1));
+    client
+        .dev_update_action_item(
+            "a1",
+            &ActionItemPatch {
+                completed: Some(true),
+                ..ActionItemPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    client.dev_delete_action_item("a1").await.unwrap();
+    client
+        .dev_conversations(
+            &DevConversationFilter {
+                include_transcript: true,
+                ..DevConversationFilter::default()
+            },
+            25,
+            0,
+        )
+        .await
+        .unwrap();
+    client.dev_conversation("c1", false).await.unwrap();
+    let start = Timestamp::parse("started_at", "2026-11-24T10:00:00Z").unwrap();
+    assert!(
+        NewDevConversation::new(Text::parse("text", "hello").unwrap())
+            .between(start, Some(Timestamp::from_micros(0)))
+            .is_err()
+    );
+    let conversation = NewDevConversation::new(Text::parse("text", "hello").unwrap())
+        .between(start, None)
+        .unwrap();
+    assert_eq!(
+        client
+            .dev_create_conversation(&conversation)
+            .await
+            .unwrap()
+            .id,
+        "c1"
+    );
+    let segments = SegmentBatch::new(
+        "transcript_segments",
+        vec![NewSegment::new("hi", 0.0, 1.5, true).unwrap()],
+    )
+    .unwrap();
+    assert!(NewSegment::new("hi", 2.0, 1.0, true).is_err());
+    let from_segments = NewConversationFromSegments {
+        transcript_segments: segments,
+        source: None,
+        started_at: None,
+        finished_at: None,
+        language: "en".into(),
+        geolocation: None,
+        client_session_id: Some("s-1".into()),
+    };
+    client
+        .dev_create_conversation_from_segments(&from_segments)
+        .await
+        .unwrap();
+    client
+        .dev_update_conversation(
+            "c1",
+            &DevConversationPatch {
+                discarded: Some(true),
+                ..DevConversationPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    client.dev_delete_conversation("c1").await.unwrap();
+    // Integration reads with their filters.
+    let filter = ConversationFilter {
+        statuses: vec!["completed".into(), "failed".into()],
+        start_date: Some("2026-11-01".into()),
+        max_transcript_segments: Some(-1),
+        ..ConversationFilter::default()
+    };
+    client.conversations(&uid, &filter, 10, 20).await.unwrap();
+    client
+        .tasks(
+            &uid,
+            &TaskFilter {
+                completed: Some(true),
+                due_end_date: Some("2026-12-31".into()),
+                ..TaskFilter::default()
+            },
+            10,
+            0,
+        )
+        .await
+        .unwrap();
+    client
+        .search_conversations(
+            &uid,
+            &ConversationSearch::new("train", 1, 10).unwrap(),
+            Some(5),
+        )
+        .await
+        .unwrap();
+    assert!(ConversationSearch::new("train", 1, 251).is_err());
+
+    let recorded = fake.state.recorded.lock().unwrap().clone();
+    let expected = [
+        "GET /v1/dev/user/memories?limit=25&offset=50&categories=interesting%2Csystem",
+        r#"POST /v1/dev/user/memories {"content":"likes tea","category":"interesting","visibility":"private","tags":["t"]}"#,
+        r#"PATCH /v1/dev/user/memories/m%2F1 {"tags":["a"]}"#,
+        "DELETE /v1/dev/user/memories/m1",
+        "GET /v1/dev/user/action-items?limit=100&offset=0&completed=false",
+        r#"POST /v1/dev/user/action-items {"description":"Book the train","completed":false,"due_at":"2026-12-01T09:00:00.000000Z"}"#,
+        r#"POST /v1/dev/user/action-items/batch {"action_items":[{"description":"Book the train","completed":false,"due_at":"2026-12-01T09:00:00.000000Z"},{"description":"Book the train","completed":false,"due_at":"2026-12-01T09:00:00.000000Z"}]}"#,
+        r#"PATCH /v1/dev/user/action-items/a1 {"completed":true}"#,
+        "DELETE /v1/dev/user/action-items/a1",
+        "GET /v1/dev/user/conversations?limit=25&offset=0&include_transcript=true",
+        "GET /v1/dev/user/conversations/c1?include_transcript=false",
+        r#"POST /v1/dev/user/conversations {"text":"hello","text_source":"other_text","started_at":"2026-11-24T10:00:00.000000Z","language":"en"}"#,
+        r#"POST /v1/dev/user/conversations/from-segments {"transcript_segments":[{"text":"hi","speaker":"SPEAKER_00","is_user":true,"start":0.0,"end":1.5}],"language":"en","client_session_id":"s-1"}"#,
+        r#"PATCH /v1/dev/user/conversations/c1 {"discarded":true}"#,
+        "DELETE /v1/dev/user/conversations/c1",
+        r#"POST /v2/integrations/angel-test-app/search/conversations?uid=omi-user-1&max_transcript_segments=5 {"query":"train","page":1,"per_page":10,"include_discarded":true}"#,
+    ];
+    assert_eq!(recorded, expected);
+    // The two Integration reads have their own fake routes; their URLs carry the filters.
+    assert_eq!(fake.calls() as usize, expected.len() + 2);
+}
