@@ -445,6 +445,14 @@ async fn pull_backfills_resumes_after_an_interruption_and_stores_everything_once
     );
     // An existing memory with the same content as one in Omi is not stored twice.
     create(&app, &key, "omi fact 7", &[]).await;
+    // Nothing pulled from Omi goes back to it, nor is announced.
+    set_sync(
+        &app,
+        &key,
+        json!({"push_memories": true, "notify": ["memory_created", "conversation_processed"]}),
+    )
+    .await;
+    let queued_before = status(&app, &key).await["outbox"].clone();
 
     fake.state.fail_from_offset.store(100, Ordering::SeqCst);
     let interrupted = cli(
@@ -512,8 +520,13 @@ async fn pull_backfills_resumes_after_an_interruption_and_stores_everything_once
     .await;
     assert_eq!(tasks["items"].as_array().unwrap().len(), 2);
 
-    // Pulling again stores nothing new, and pulled memories are never pushed back to Omi.
-    set_sync(&app, &key, json!({"push_memories": true})).await;
+    let queued_after = status(&app, &key).await["outbox"].clone();
+    assert_eq!(
+        queued_after["pending"].as_u64().unwrap() + queued_after["delivered"].as_u64().unwrap(),
+        queued_before["pending"].as_u64().unwrap() + queued_before["delivered"].as_u64().unwrap(),
+        "the pull queued nothing: {queued_before} → {queued_after}"
+    );
+    // Pulling again stores nothing new.
     let again = json_of(
         &cli(
             &app,
@@ -531,7 +544,6 @@ async fn pull_backfills_resumes_after_an_interruption_and_stores_everything_once
         (Some(0), Some(0), Some(0)),
         "{again}"
     );
-    assert_eq!(status(&app, &key).await["outbox"]["pending"], 0);
 
     let status = json_of(&cli(&app, &fake, &["--json", "omi", "status"]).await);
     assert_eq!(status["integration_configured"], true);

@@ -34,10 +34,13 @@ CREATE INDEX omi_outbox_by_state ON omi_outbox (state, created_at, id);
 CREATE INDEX omi_outbox_by_id ON omi_outbox (id);
 CREATE INDEX omi_outbox_by_memory ON omi_outbox (uid, memory_id) WHERE memory_id IS NOT NULL;
 
--- A new memory goes to Omi when its user asked for it and it passes their filters. Memories that came
--- from Omi (`omi pull` marks them with metadata.omi_id) are never sent back.
+-- A new memory goes to Omi when its user asked for it and it passes their filters. What `omi pull`
+-- brought from Omi is never sent back nor announced: its memories carry metadata.omi_id, its
+-- conversations arrive as inbox events keyed `omi-pull:<conversation id>`.
 CREATE TRIGGER omi_outbox_push_memory AFTER INSERT ON memories
 WHEN new.deleted_at IS NULL AND json_extract(new.metadata, '$.omi_id') IS NULL
+ AND (new.conversation_id IS NULL OR NOT EXISTS (SELECT 1 FROM inbox_events i WHERE i.uid = new.uid
+      AND i.kind = 'conversation' AND i.dedupe_key = 'omi-pull:' || new.conversation_id))
 BEGIN
     INSERT OR IGNORE INTO omi_outbox (uid, id, kind, dedupe_key, memory_id, payload, state, next_attempt_at, created_at)
     SELECT new.uid,
@@ -86,6 +89,8 @@ END;
 -- A conversation processed for the first time (re-deliveries replace the row; the dedupe key keeps one).
 CREATE TRIGGER omi_outbox_notify_conversation AFTER INSERT ON conversations
 WHEN new.discarded = 0 AND new.imported_by_this_app = 0
+ AND NOT EXISTS (SELECT 1 FROM inbox_events i WHERE i.uid = new.uid AND i.kind = 'conversation'
+                 AND i.dedupe_key = 'omi-pull:' || new.id)
 BEGIN
     INSERT OR IGNORE INTO omi_outbox (uid, id, kind, dedupe_key, payload, state, next_attempt_at, created_at)
     SELECT new.uid,
