@@ -50,6 +50,8 @@ pub struct OutboxWorker {
     settings: OutboxSettings,
     wake: Arc<Notify>,
     status: Arc<Mutex<WorkerStatus>>,
+    /// What `publish` recorded last.
+    recorded: Arc<Mutex<Option<serde_json::Value>>>,
 }
 
 impl OutboxWorker {
@@ -62,6 +64,7 @@ impl OutboxWorker {
             settings,
             wake: Arc::new(Notify::new()),
             status: Arc::new(Mutex::new(WorkerStatus::default())),
+            recorded: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -287,7 +290,7 @@ impl OutboxWorker {
             Err(OmiError::CircuitOpen { .. }) => return None,
             Err(error) => {
                 if let Ok(mut status) = self.status.lock() {
-                    status.last_error = Some(summary(&error));
+                    status.last_error = Some(error.summary());
                     status.last_error_at = Some(now);
                 }
                 for item in items {
@@ -300,7 +303,7 @@ impl OutboxWorker {
                     metrics::counter!("omi_outbox_deliveries_total", "kind" => label, "outcome" => name).increment(1);
                     outcomes.push((item.uid.clone(), item.id.clone(), outcome));
                 }
-                tracing::warn!(kind = label, items = items.len(), error = %summary(&error), "Omi outbox delivery failed");
+                tracing::warn!(kind = label, items = items.len(), error = %error.summary(), "Omi outbox delivery failed");
             }
         }
         Some(outcomes)
@@ -344,6 +347,21 @@ impl OutboxWorker {
         }
         let breaker = client.breaker_snapshot();
         let status = serde_json::json!({"breaker": breaker, "worker": self.status()});
+        // Written only when something changed (the countdown aside): an idle server does not write.
+        let mut comparable = status.clone();
+        comparable["breaker"]["retry_in_ms"] = serde_json::Value::Null;
+        let changed = self
+            .recorded
+            .lock()
+            .map(|mut last| {
+                let changed = last.as_ref() != Some(&comparable);
+                *last = Some(comparable);
+                changed
+            })
+            .unwrap_or(true);
+        if !changed {
+            return;
+        }
         if let Err(error) = self
             .store
             .record_omi_status(&breaker.upstream, status)
@@ -359,18 +377,6 @@ fn later(now: Timestamp, wait: Duration) -> Timestamp {
         now.as_micros()
             .saturating_add(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX)),
     )
-}
-
-/// The error's kind and status, without Omi's detail.
-pub fn summary(error: &OmiError) -> String {
-    match error {
-        OmiError::Server { status, .. }
-        | OmiError::Forbidden { status, .. }
-        | OmiError::Validation { status, .. } => {
-            format!("{} ({status})", error.kind())
-        }
-        _ => error.kind().to_owned(),
-    }
 }
 
 fn explicit_memory(payload: &serde_json::Value) -> Option<ExplicitMemory> {

@@ -73,6 +73,17 @@ impl OmiError {
         )
     }
 
+    /// The kind and status without Omi's detail (which can echo one user's content): for logs at info
+    /// level and for status shown to every user.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Server { status, .. }
+            | Self::Forbidden { status, .. }
+            | Self::Validation { status, .. } => format!("{} ({status})", self.kind()),
+            _ => self.kind().to_owned(),
+        }
+    }
+
     /// A short stable name, for metrics labels and status.
     pub fn kind(&self) -> &'static str {
         match self {

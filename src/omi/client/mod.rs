@@ -274,14 +274,17 @@ impl OmiClient {
         metrics::histogram!("omi_request_duration_seconds", "route" => call.route)
             .record(elapsed.as_secs_f64());
         match &outcome {
-            Ok(_) => tracing::debug!(
+            Ok(_) => tracing::info!(
                 request_id,
                 route = call.route,
                 elapsed_ms = elapsed.as_millis() as u64,
                 "omi call"
             ),
             Err(error) => {
-                tracing::info!(request_id, route = call.route, elapsed_ms = elapsed.as_millis() as u64, %error, "omi call failed")
+                // Omi's detail can echo what was sent (FastAPI's 422 does): only at debug.
+                tracing::info!(request_id, route = call.route, elapsed_ms = elapsed.as_millis() as u64,
+                    error = %error.summary(), "omi call failed");
+                tracing::debug!(request_id, %error, "omi call failed");
             }
         }
         let body = outcome?;
