@@ -125,17 +125,6 @@ impl OutboxWorker {
         }
     }
 
-    /// Delivers every due item now (one round); for tools and tests. Returns how many were attempted.
-    pub async fn deliver_due(&self) -> Result<usize, crate::store::StoreError> {
-        let Some(client) = self.client.clone() else {
-            return Ok(0);
-        };
-        let due = self.store.due_outbox(Timestamp::now(), BATCH).await?;
-        let count = due.len();
-        self.deliver_all(&client, due).await;
-        Ok(count)
-    }
-
     /// Sends the items in groups (one call per group); `true` when the breaker stopped the round.
     async fn deliver_all(&self, client: &OmiClient, due: Vec<OutboxItem>) -> bool {
         // Omi rate-limits per app and user: once a user is limited, their other items this round wait

@@ -184,6 +184,27 @@ async fn a_rate_limited_push_waits_for_retry_after_without_using_an_attempt() {
     );
 }
 
+/// A push that times out may have reached Omi; it is sent again, and Omi keeps one memory because the
+/// memory's id is a hash of its content.
+#[tokio::test]
+async fn a_push_that_timed_out_is_sent_again_and_omi_keeps_one_memory() {
+    let (app, fake, key) = app_with_fake(|_| {}).await;
+    set_sync(&app, &key, json!({"push_memories": true})).await;
+    fake.state.delay_ms.store(1_300, Ordering::SeqCst);
+    create(&app, &key, "Slow Omi still gets this once", &[]).await;
+    eventually("a timed-out attempt", Duration::from_secs(10), async || {
+        status(&app, &key).await["worker"]["last_error"] == "timeout"
+    })
+    .await;
+    fake.state.delay_ms.store(0, Ordering::SeqCst);
+    eventually("the delivery", Duration::from_secs(15), async || {
+        status(&app, &key).await["outbox"]["delivered"] == 1
+    })
+    .await;
+    assert_eq!(fake.stored_memories(UID), 1);
+    assert!(fake.calls() >= 2, "sent again after the timeout");
+}
+
 #[tokio::test]
 async fn refused_pushes_go_dead_and_an_operator_can_retry_them() {
     let fake = FakeOmi::start().await;
