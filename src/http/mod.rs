@@ -114,7 +114,6 @@ impl Application {
             config.omi.outbox.clone(),
         );
         let state = AppState {
-            outbox,
             search,
             inbox,
             recorder,
@@ -123,6 +122,7 @@ impl Application {
             metrics: health::metrics_handle(),
             config: Arc::new(config),
             store,
+            outbox,
         };
         Ok(Self {
             listener,
