@@ -123,6 +123,13 @@ async fn new_memories_that_pass_the_users_filters_reach_omi_with_a_notification(
         "{notes:?}"
     );
 
+    // Omi has them; the worker records the deliveries right after.
+    eventually(
+        "the deliveries to be recorded",
+        Duration::from_secs(10),
+        async || status(&app, &key).await["outbox"]["delivered"] == 3,
+    )
+    .await;
     let s = status(&app, &key).await;
     assert_eq!(s["configured"]["integration"], true);
     assert_eq!(s["breaker"]["state"], "closed");
@@ -171,6 +178,12 @@ async fn a_rate_limited_push_waits_for_retry_after_without_using_an_attempt() {
         2,
         "one 429, then the delivery: no call in between"
     );
+    eventually(
+        "the delivery to be recorded",
+        Duration::from_secs(10),
+        async || status(&app, &key).await["outbox"]["delivered"] == 1,
+    )
+    .await;
     let done = body(
         app.admin(Method::GET, "/v1/admin/omi/outbox?state=done")
             .send()
@@ -245,9 +258,10 @@ async fn refused_pushes_go_dead_and_an_operator_can_retry_them() {
         .unwrap();
     assert_eq!(retried.status(), 200);
     eventually("the retried push", Duration::from_secs(10), async || {
-        fake.stored_memories(UID) == 1
+        status(&app, &key).await["outbox"]["delivered"] == 1
     })
     .await;
+    assert_eq!(fake.stored_memories(UID), 1);
     let again = app
         .admin(Method::POST, &format!("/v1/admin/omi/outbox/{id}/retry"))
         .send()
