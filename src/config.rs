@@ -98,13 +98,75 @@ impl Default for Webhooks {
     }
 }
 
-/// This deployment's identity in Omi.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// This deployment's identity in Omi, and how Angel Memory calls Omi's APIs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OmiSettings {
     /// The Omi app id: conversations this app imported into Omi come back through the webhook and are
     /// recognised by it.
     pub app_id: Option<String>,
+    /// Omi's API (Integration API under `/v2/integrations`, Developer API under `/v1/dev`).
+    pub base_url: String,
+    /// The app's Integration API key (`sk_…`): imports, reads and notifications for users of the app.
+    #[serde(skip_serializing)]
+    pub app_key: Option<SecretString>,
+    /// One user's Developer API key (`omi_dev_…`).
+    #[serde(skip_serializing)]
+    pub dev_key: Option<SecretString>,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_seconds: u64,
+    /// Omi answers create-conversation only after its LLM has processed the text.
+    pub create_conversation_timeout_seconds: u64,
+    pub retry: crate::resilience::RetrySettings,
+    pub breaker: crate::resilience::BreakerSettings,
+    pub outbox: OutboxSettings,
+}
+
+impl Default for OmiSettings {
+    fn default() -> Self {
+        Self {
+            app_id: None,
+            base_url: "https://api.omi.me".into(),
+            app_key: None,
+            dev_key: None,
+            connect_timeout_ms: 2_000,
+            request_timeout_seconds: 15,
+            create_conversation_timeout_seconds: 90,
+            retry: crate::resilience::RetrySettings::default(),
+            breaker: crate::resilience::BreakerSettings::default(),
+            outbox: OutboxSettings::default(),
+        }
+    }
+}
+
+/// The durable queue of writes to Omi (`[omi.outbox]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Run the outbox worker (it idles while the Integration API is not configured).
+    pub enabled: bool,
+    /// Memories of one user sent in one create-memories call.
+    pub batch_size: u32,
+    /// Failed deliveries before an item is dead (waiting for an operator).
+    pub max_attempts: u32,
+    /// Full-jitter backoff between attempts: base and cap.
+    pub backoff_base_ms: u64,
+    pub backoff_cap_seconds: u64,
+    /// Delivered items are kept this long.
+    pub retention_days: u32,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch_size: 25,
+            max_attempts: 10,
+            backoff_base_ms: 2_000,
+            backoff_cap_seconds: 600,
+            retention_days: 7,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -316,7 +378,66 @@ impl Config {
         if self.webhooks.max_attempts == 0 {
             return invalid("webhooks.max_attempts must be positive");
         }
+        self.validate_omi()?;
         self.database()?;
+        Ok(())
+    }
+
+    /// Omi's keys are recognisable by their prefixes (Omi itself refuses others), so a key pasted into
+    /// the wrong setting is caught here, without ever printing it.
+    fn validate_omi(&self) -> Result<(), ConfigError> {
+        let omi = &self.omi;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        match reqwest::Url::parse(&omi.base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
+            _ => return invalid("omi.base_url must be an http(s) URL"),
+        }
+        if omi
+            .app_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty() || id.contains('/'))
+        {
+            return invalid("omi.app_id must be a non-empty id without '/'");
+        }
+        if let Some(key) = &omi.app_key
+            && !key.expose_secret().starts_with("sk_")
+        {
+            return invalid("omi.app_key must be an Omi app API key (starting with sk_)");
+        }
+        if let Some(key) = &omi.dev_key
+            && !key.expose_secret().starts_with("omi_dev_")
+        {
+            return invalid(
+                "omi.dev_key must be an Omi Developer API key (starting with omi_dev_; omi_mcp_ keys do not work)",
+            );
+        }
+        if omi.connect_timeout_ms == 0
+            || omi.request_timeout_seconds == 0
+            || omi.create_conversation_timeout_seconds == 0
+        {
+            return invalid("omi timeouts must be positive");
+        }
+        if omi.retry.base_ms == 0 || omi.retry.cap_ms < omi.retry.base_ms {
+            return invalid("omi.retry.base_ms must be positive and at most omi.retry.cap_ms");
+        }
+        let b = &omi.breaker;
+        if b.consecutive_failures == 0
+            || b.window == 0
+            || b.failure_rate_percent == 0
+            || b.failure_rate_percent > 100
+            || b.half_open_probes == 0
+            || b.open_seconds == 0
+        {
+            return invalid(
+                "omi.breaker: consecutive_failures, window, open_seconds and half_open_probes must be positive, failure_rate_percent 1–100",
+            );
+        }
+        let o = &omi.outbox;
+        if o.batch_size == 0 || o.max_attempts == 0 || o.backoff_base_ms == 0 {
+            return invalid(
+                "omi.outbox: batch_size, max_attempts and backoff_base_ms must be positive",
+            );
+        }
         Ok(())
     }
 
@@ -399,6 +520,21 @@ mod tests {
             jail.set_env("ANGEL_MEMORY_ADMIN_TOKEN", "short");
             let err = Config::load(None, Serialized::defaults(serde_json::json!({}))).unwrap_err();
             assert!(err.to_string().contains("admin_token"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ANGEL_MEMORY_OMI__DEV_KEY", "omi_mcp_0123456789");
+            let err = Config::load(None, Serialized::defaults(serde_json::json!({}))).unwrap_err();
+            assert!(err.to_string().contains("omi.dev_key"), "{err}");
+            assert!(
+                !err.to_string().contains("0123456789"),
+                "the key is never shown: {err}"
+            );
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ANGEL_MEMORY_OMI__OUTBOX__NO_SUCH_SETTING", "1");
+            assert!(Config::load(None, Serialized::defaults(serde_json::json!({}))).is_err());
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

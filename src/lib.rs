@@ -10,6 +10,7 @@ pub mod http;
 pub mod omi;
 pub mod queue;
 pub mod recordings;
+pub mod resilience;
 pub mod search;
 pub mod store;
 pub mod telemetry;

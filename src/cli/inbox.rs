@@ -38,17 +38,7 @@ pub async fn run(
             let state = InboxState::parse(&state).ok_or_else(|| {
                 CliError::Usage(format!("--state {state:?}: use pending, done or dead"))
             })?;
-            if limit == 0 || limit > PageRequest::MAX_LIMIT {
-                return Err(CliError::Usage(format!(
-                    "--limit must be between 1 and {}",
-                    PageRequest::MAX_LIMIT
-                )));
-            }
-            let page = PageRequest {
-                limit,
-                after: cursor.as_deref().map(Cursor::decode).transpose()?,
-            };
-            let page = store.inbox(state, page).await?;
+            let page = store.inbox(state, page_request(limit, cursor)?).await?;
             if out.is_json() {
                 out.value(&serde_json::json!({"items": page.items, "next_cursor": page.next_cursor.map(|c| c.encode())}));
             } else {
@@ -71,4 +61,18 @@ pub async fn run(
         InboxCommand::Retry { id } => out.value(&store.retry_event(&id).await?),
     }
     Ok(())
+}
+
+/// `--limit` and `--cursor` of the operator lists (inbox, Omi outbox).
+pub(super) fn page_request(limit: u32, cursor: Option<String>) -> Result<PageRequest, CliError> {
+    if limit == 0 || limit > PageRequest::MAX_LIMIT {
+        return Err(CliError::Usage(format!(
+            "--limit must be between 1 and {}",
+            PageRequest::MAX_LIMIT
+        )));
+    }
+    Ok(PageRequest {
+        limit,
+        after: cursor.as_deref().map(Cursor::decode).transpose()?,
+    })
 }

@@ -4,6 +4,7 @@
 mod accounts;
 mod inbox;
 mod memories;
+mod omi;
 mod output;
 mod search;
 mod transfer;
@@ -81,6 +82,9 @@ enum Command {
     /// Measure retrieval quality on a public benchmark.
     #[command(subcommand)]
     Eval(search::EvalCommand),
+    /// Omi: connection status, the outbox of writes, sync settings, and pulling a user's data.
+    #[command(subcommand)]
+    Omi(omi::OmiCommand),
 }
 
 #[derive(Debug, Error)]
@@ -97,6 +101,8 @@ pub enum CliError {
     Start(#[from] StartError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Omi(#[from] crate::omi::client::OmiError),
 }
 
 impl CliError {
@@ -176,6 +182,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => transfer::import(open(&config)?, args, &out).await,
         Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
         Command::Eval(command) => search::eval(&config, command, &out).await,
+        Command::Omi(command) => omi::run(open(&config)?, &config, command, &out).await,
     }
 }
 

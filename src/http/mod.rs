@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod idempotency;
 mod memories;
+mod omi;
 mod openapi;
 mod pagination;
 mod rate_limit;
@@ -46,6 +47,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::queue::inbox::InboxWorker;
+use crate::queue::outbox::OutboxWorker;
 use crate::recordings::Recorder;
 use crate::search::Searcher;
 use crate::store::{Actor, Context, Store, StoreError};
@@ -63,6 +65,8 @@ pub struct AppState {
     inbox: InboxWorker,
     recorder: Arc<Recorder>,
     pub search: Arc<Searcher>,
+    /// Writes to Omi, and the client that makes them.
+    outbox: OutboxWorker,
 }
 
 #[derive(Debug, Error)]
@@ -104,6 +108,11 @@ impl Application {
             &config.webhooks,
         ));
         let search = Arc::new(Searcher::from_settings(Arc::clone(&store), &config.embedding).await);
+        let outbox = OutboxWorker::new(
+            Arc::clone(&store),
+            omi_client(&config),
+            config.omi.outbox.clone(),
+        );
         let state = AppState {
             search,
             inbox,
@@ -113,6 +122,7 @@ impl Application {
             metrics: health::metrics_handle(),
             config: Arc::new(config),
             store,
+            outbox,
         };
         Ok(Self {
             listener,
@@ -139,11 +149,21 @@ impl Application {
             .search
             .worker()
             .map(|w| tokio::spawn(w.clone().run()));
+        let outbox = self
+            .state
+            .config
+            .omi
+            .outbox
+            .enabled
+            .then(|| tokio::spawn(self.state.outbox.clone().run()));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         maintenance.abort();
         worker.abort();
+        if let Some(outbox) = outbox {
+            outbox.abort();
+        }
         if let Some(embedder) = embedder {
             embedder.abort();
         }
@@ -159,12 +179,15 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(recordings::router())
         .merge(data::router())
+        .merge(omi::router())
         .merge(data::import_router().layer(DefaultBodyLimit::max(limits.max_import_bytes)))
         // Layers run outside-in: key → rate limit → idempotency → handler.
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_per_key))
         .layer(from_fn_with_state(state.clone(), auth::require_key));
-    let admin_api = admin::router().layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let admin_api = admin::router()
+        .merge(omi::admin_router())
+        .layer(from_fn_with_state(state.clone(), auth::require_admin));
     // Without a way to tell Omi's requests from anyone's, the webhooks are not exposed at all.
     let webhook_api = if state.config.webhook_auth_configured()
         || state.config.webhooks.insecure_accept_unauthenticated
@@ -255,9 +278,29 @@ async fn maintenance(state: AppState) {
         if let Err(error) = state.store.idempotency_purge(expired).await {
             tracing::warn!(%error, "idempotency key cleanup failed");
         }
+        let delivered_cutoff = Timestamp::now().minus_days(state.config.omi.outbox.retention_days);
+        if let Err(error) = state.store.forget_delivered_outbox(delivered_cutoff).await {
+            tracing::warn!(%error, "Omi outbox cleanup failed");
+        }
         if let Some(limiter) = &state.limiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The Omi client, when the Integration API is configured (app id and key); without it writes to Omi
+/// wait in the outbox.
+fn omi_client(config: &Config) -> Option<crate::omi::client::OmiClient> {
+    let omi = &config.omi;
+    if omi.app_id.is_none() || omi.app_key.is_none() {
+        return None;
+    }
+    match crate::omi::client::OmiClient::new(omi) {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::warn!(%error, "the Omi client cannot start; writes to Omi wait in the outbox");
+            None
         }
     }
 }

@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
          (name = "data", description = "Stats, audit trail, export and import"),
          (name = "conversations", description = "Conversations and tasks derived from Omi"),
          (name = "webhooks", description = "The endpoints Omi calls"),
+         (name = "omi", description = "What goes to Omi, and the state of the connection"),
          (name = "admin", description = "Users, API keys, purge and the inbox (admin token)"))
 )]
 pub struct ApiDoc;

@@ -3,13 +3,13 @@
 //! the event either untouched (processed again later) or finished (never again).
 
 use futures_util::StreamExt;
-use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::domain::Timestamp;
 use crate::omi::{derive, payload};
+use crate::resilience::FullJitter;
 use crate::store::{Actor, Context, DueEvent, EventKind, EventWork, Store};
 
 /// Events read from the inbox at a time.
@@ -19,8 +19,8 @@ const BATCH: u32 = 64;
 /// writer, then wait for a short group instead of a long one.
 const CONCURRENCY: usize = 4;
 /// Retries wait a random time up to `BASE · 2^attempt`, capped (full jitter: retries of many events
-/// do not fire in waves). A persisted attempt count drives it, so this is a formula, not an iterator
-/// from a backoff crate.
+/// do not fire in waves; the same formula as the outbox, `resilience::FullJitter`). A persisted attempt
+/// count drives it.
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 const BACKOFF_CAP: Duration = Duration::from_secs(600);
 /// A safety net: the worker also looks for due retries this often without being woken.
@@ -122,11 +122,8 @@ impl InboxWorker {
 }
 
 fn backoff(attempt: u32) -> Timestamp {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(BACKOFF_CAP);
-    let wait = rand::rng().random_range(0..=ceiling.as_millis() as i64);
-    Timestamp::from_micros(Timestamp::now().as_micros() + wait * 1_000)
+    let wait = FullJitter::new(BACKOFF_BASE, BACKOFF_CAP).delay(attempt);
+    Timestamp::from_micros(Timestamp::now().as_micros() + wait.as_micros() as i64)
 }
 
 /// Parses the raw event again (the inbox keeps bytes, so a better parser can reprocess old events) and

@@ -2,11 +2,13 @@
 //! Every per-user operation takes the caller's `Uid` first and scopes every query by it.
 
 mod ingest;
+mod outbox;
 mod search;
 pub mod sqlite;
 mod types;
 
 pub use ingest::*;
+pub use outbox::*;
 pub use search::*;
 pub use types::*;
 
@@ -312,4 +314,55 @@ pub trait Store: Send + Sync + 'static {
         uid: &Uid,
         model: Option<&VectorModel>,
     ) -> Result<EmbeddingCounts, StoreError>;
+
+    // Omi client (omi-client): the outbox of writes to Omi, sync settings, pull checkpoints.
+    // Outbox items are enqueued by the store itself, in the transaction of the write that causes them.
+    /// The user's sync settings (all off until set).
+    async fn omi_sync_settings(&self, uid: &Uid) -> Result<SyncSettings, StoreError>;
+    async fn set_omi_sync_settings(
+        &self,
+        uid: &Uid,
+        settings: SyncSettings,
+    ) -> Result<SyncSettings, StoreError>;
+    /// Pending items whose next attempt is due, oldest first.
+    async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Records what became of attempts, in one transaction.
+    async fn settle_outbox(
+        &self,
+        outcomes: Vec<(Uid, String, OutboxOutcome)>,
+    ) -> Result<(), StoreError>;
+    async fn outbox(
+        &self,
+        state: OutboxState,
+        page: PageRequest,
+    ) -> Result<Page<OutboxEntry>, StoreError>;
+    /// Puts a dead item back in the queue.
+    async fn retry_outbox(&self, id: &str) -> Result<OutboxEntry, StoreError>;
+    /// Queue depth and newest failure; `None` counts every user.
+    async fn outbox_counts(&self, uid: Option<&Uid>) -> Result<OutboxCounts, StoreError>;
+    async fn forget_delivered_outbox(&self, before: Timestamp) -> Result<u64, StoreError>;
+    async fn omi_pull_checkpoint(
+        &self,
+        uid: &Uid,
+        resource: &str,
+    ) -> Result<Option<u32>, StoreError>;
+    async fn set_omi_pull_checkpoint(
+        &self,
+        uid: &Uid,
+        resource: &str,
+        next_offset: Option<u32>,
+    ) -> Result<(), StoreError>;
+    /// Stores tasks pulled from Omi, skipping known ones; returns how many were new.
+    async fn save_pulled_tasks(
+        &self,
+        uid: &Uid,
+        tasks: Vec<crate::domain::NewTask>,
+    ) -> Result<u64, StoreError>;
+    /// Records what the server sees of an Omi upstream, for processes without a breaker (the CLI).
+    async fn record_omi_status(
+        &self,
+        upstream: &str,
+        status: serde_json::Value,
+    ) -> Result<(), StoreError>;
+    async fn omi_statuses(&self) -> Result<Vec<UpstreamStatus>, StoreError>;
 }

@@ -836,6 +836,230 @@ pub async fn concurrent_writes_all_land(store: Arc<dyn Store>) {
     assert_eq!(store.stats(&alice).await.unwrap().active, 100);
 }
 
+/// The Omi outbox: filled by the store itself per the user's sync settings (with the causing request
+/// id), settled by the worker, listed and retried by operators, erased with the user.
+pub async fn omi_outbox_follows_sync_settings(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    assert_eq!(
+        store.omi_sync_settings(&alice).await.unwrap(),
+        SyncSettings::default()
+    );
+    store
+        .create_memory(&alice, new("before any settings"), &ctx())
+        .await
+        .unwrap();
+    let far = Timestamp::from_micros(i64::MAX);
+    assert!(store.due_outbox(far, 100).await.unwrap().is_empty());
+
+    let settings = SyncSettings {
+        push_memories: true,
+        tags: vec![angel_memory::domain::Tag::parse("omi").unwrap()],
+        notify: vec![NotifyEvent::MemoryCreated],
+        ..SyncSettings::default()
+    };
+    let saved = store
+        .set_omi_sync_settings(&alice, settings.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            saved.push_memories,
+            saved.tags.clone(),
+            saved.notify.clone()
+        ),
+        (true, settings.tags, settings.notify)
+    );
+    store
+        .create_memory(&alice, tagged("for Omi", &["omi"]), &ctx())
+        .await
+        .unwrap();
+    store
+        .create_memory(&alice, tagged("not for Omi", &["home"]), &ctx())
+        .await
+        .unwrap();
+    store
+        .create_memory(&bob, tagged("bob's, no settings", &["omi"]), &ctx())
+        .await
+        .unwrap();
+    let due = store.due_outbox(far, 100).await.unwrap();
+    let kinds: Vec<_> = due
+        .iter()
+        .map(|i| (i.uid.as_str().to_owned(), i.kind))
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|(u, k)| u == "alice" && *k == OutboxKind::Memory)
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|(_, k)| *k == OutboxKind::Notification)
+            .count(),
+        2,
+        "one per new memory"
+    );
+    assert!(
+        kinds.iter().all(|(u, _)| u == "alice"),
+        "bob asked for nothing"
+    );
+    let push = due.iter().find(|i| i.kind == OutboxKind::Memory).unwrap();
+    assert_eq!(push.payload["content"], "for Omi");
+    assert_eq!(push.request_id.as_deref(), Some("test-request"));
+
+    // Settling: a rate-limited try is not counted and waits; a dead item waits for an operator.
+    let later = Timestamp::from_micros(Timestamp::now().as_micros() + 3_600_000_000);
+    let retry = OutboxOutcome::Retry {
+        at: later,
+        counted: false,
+        error: "rate_limited".into(),
+    };
+    store
+        .settle_outbox(vec![(alice.clone(), push.id.clone(), retry)])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_outbox(Timestamp::now(), 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.id != push.id)
+    );
+    let again = store.due_outbox(far, 100).await.unwrap();
+    assert_eq!(again.iter().find(|i| i.id == push.id).unwrap().attempts, 0);
+    store
+        .settle_outbox(vec![(
+            alice.clone(),
+            push.id.clone(),
+            OutboxOutcome::Dead {
+                error: "forbidden (403)".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    let dead = store
+        .outbox(OutboxState::Dead, PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("forbidden (403)"));
+    assert_eq!(store.outbox_counts(Some(&alice)).await.unwrap().dead, 1);
+    assert_eq!(store.outbox_counts(Some(&bob)).await.unwrap().dead, 0);
+    assert!(matches!(
+        store.retry_outbox("nope").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.retry_outbox(&push.id).await.unwrap().state,
+        OutboxState::Pending
+    );
+    // Asking again while it waits changes nothing; a delivered item cannot be retried.
+    assert_eq!(
+        store.retry_outbox(&push.id).await.unwrap().state,
+        OutboxState::Pending
+    );
+
+    store
+        .settle_outbox(vec![(
+            alice.clone(),
+            push.id.clone(),
+            OutboxOutcome::Delivered,
+        )])
+        .await
+        .unwrap();
+    let counts = store.outbox_counts(Some(&alice)).await.unwrap();
+    assert_eq!((counts.pending, counts.dead, counts.delivered), (2, 0, 1));
+    assert!(matches!(
+        store.retry_outbox(&push.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // A memory deleted before it was sent is not sent.
+    let Created::New(doomed) = store
+        .create_memory(&alice, tagged("changed my mind", &["omi"]), &ctx())
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    assert_eq!(store.outbox_counts(Some(&alice)).await.unwrap().pending, 4);
+    store
+        .delete_memory(&alice, doomed.id, None, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_counts(Some(&alice)).await.unwrap().pending, 2);
+
+    // Pull checkpoints and pulled tasks.
+    assert_eq!(
+        store.omi_pull_checkpoint(&alice, "memories").await.unwrap(),
+        None
+    );
+    store
+        .set_omi_pull_checkpoint(&alice, "memories", Some(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.omi_pull_checkpoint(&alice, "memories").await.unwrap(),
+        Some(300)
+    );
+    assert_eq!(
+        store.omi_pull_checkpoint(&bob, "memories").await.unwrap(),
+        None
+    );
+    store
+        .set_omi_pull_checkpoint(&alice, "memories", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.omi_pull_checkpoint(&alice, "memories").await.unwrap(),
+        None
+    );
+    let task = angel_memory::domain::NewTask {
+        origin: "omi-task:1".into(),
+        description: angel_memory::domain::TaskDescription::parse("Book the train").unwrap(),
+        completed: false,
+        due_at: None,
+        conversation_id: None,
+    };
+    assert_eq!(
+        store
+            .save_pulled_tasks(&alice, vec![task.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.save_pulled_tasks(&alice, vec![task]).await.unwrap(),
+        0
+    );
+
+    store
+        .record_omi_status(
+            "api.omi.me",
+            serde_json::json!({"breaker": {"state": "open"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.omi_statuses().await.unwrap()[0].status["breaker"]["state"],
+        "open"
+    );
+
+    store.delete_user(&alice).await.unwrap();
+    let all = store.outbox_counts(None).await.unwrap();
+    assert_eq!(
+        (all.pending, all.dead, all.delivered),
+        (0, 0, 0),
+        "erased with the user"
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -865,6 +1089,7 @@ macro_rules! conformance {
             check!(keys_authenticate_until_revoked);
             check!(deleting_a_user_erases_everything);
             check!(stats_count_what_is_there);
+            check!(omi_outbox_follows_sync_settings);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writes_all_land() {

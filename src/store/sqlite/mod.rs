@@ -5,6 +5,7 @@ mod audit;
 mod idempotency;
 mod ingest;
 mod memories;
+mod outbox;
 mod pool;
 mod recordings;
 mod schema;
@@ -670,5 +671,111 @@ impl Store for SqliteStore {
         self.pool
             .read(move |c| search::embedding_counts(c, &uid, model.as_ref()))
             .await
+    }
+
+    async fn omi_sync_settings(&self, uid: &Uid) -> Result<SyncSettings, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| outbox::sync_settings(c, &uid))
+            .await
+    }
+
+    async fn set_omi_sync_settings(
+        &self,
+        uid: &Uid,
+        settings: SyncSettings,
+    ) -> Result<SyncSettings, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .write(move |c| outbox::set_sync_settings(c, &uid, settings))
+            .await
+    }
+
+    async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
+        self.pool.read(move |c| outbox::due(c, now, limit)).await
+    }
+
+    async fn settle_outbox(
+        &self,
+        outcomes: Vec<(Uid, String, OutboxOutcome)>,
+    ) -> Result<(), StoreError> {
+        self.pool
+            .write_background(move |c| outbox::settle(c, outcomes))
+            .await
+    }
+
+    async fn outbox(
+        &self,
+        state: OutboxState,
+        page: PageRequest,
+    ) -> Result<Page<OutboxEntry>, StoreError> {
+        self.pool.read(move |c| outbox::list(c, state, &page)).await
+    }
+
+    async fn retry_outbox(&self, id: &str) -> Result<OutboxEntry, StoreError> {
+        let id = id.to_owned();
+        self.pool.write(move |c| outbox::retry(c, &id)).await
+    }
+
+    async fn outbox_counts(&self, uid: Option<&Uid>) -> Result<OutboxCounts, StoreError> {
+        let uid = uid.cloned();
+        self.pool
+            .read(move |c| outbox::counts(c, uid.as_ref()))
+            .await
+    }
+
+    async fn forget_delivered_outbox(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.pool
+            .write_background(move |c| outbox::forget_delivered(c, before))
+            .await
+    }
+
+    async fn omi_pull_checkpoint(
+        &self,
+        uid: &Uid,
+        resource: &str,
+    ) -> Result<Option<u32>, StoreError> {
+        let (uid, resource) = (uid.clone(), resource.to_owned());
+        self.pool
+            .read(move |c| outbox::checkpoint(c, &uid, &resource))
+            .await
+    }
+
+    async fn set_omi_pull_checkpoint(
+        &self,
+        uid: &Uid,
+        resource: &str,
+        next_offset: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let (uid, resource) = (uid.clone(), resource.to_owned());
+        self.pool
+            .write(move |c| outbox::set_checkpoint(c, &uid, &resource, next_offset))
+            .await
+    }
+
+    async fn save_pulled_tasks(
+        &self,
+        uid: &Uid,
+        tasks: Vec<crate::domain::NewTask>,
+    ) -> Result<u64, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .write(move |c| outbox::save_tasks(c, &uid, tasks))
+            .await
+    }
+
+    async fn record_omi_status(
+        &self,
+        upstream: &str,
+        status: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let upstream = upstream.to_owned();
+        self.pool
+            .write_background(move |c| outbox::record_status(c, &upstream, &status))
+            .await
+    }
+
+    async fn omi_statuses(&self) -> Result<Vec<UpstreamStatus>, StoreError> {
+        self.pool.read(outbox::statuses).await
     }
 }

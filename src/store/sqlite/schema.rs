@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "conversation_index_once",
         include_str!("migrations/0005_conversation_index_once.sql"),
     ),
+    (
+        6,
+        "omi_outbox",
+        include_str!("migrations/0006_omi_outbox.sql"),
+    ),
 ];
 
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
