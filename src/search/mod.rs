@@ -1,5 +1,6 @@
 //! Search: full text and sentence embeddings, fused.
 
+pub mod dates;
 pub mod embed;
 pub mod query;
 pub mod service;

@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
+use super::dates::{self, DateWindow};
 use super::embed::{self, Embedder, EmbeddingSettings};
 use super::query;
 use super::vectors::{UserIndex, VectorCache};
 use super::worker::{EmbeddingWorker, vector_model};
-use crate::domain::{Memory, MemoryId, Uid};
+use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{ConversationHit, SearchFilter, Store, StoreError, TextHit, VectorModel};
 
 /// Reciprocal rank fusion constant (Cormack et al.): `score = Σ 1 / (K + rank)`.
@@ -73,6 +74,9 @@ pub struct SearchRequest {
 ///   reply ("yes, I went to the support group") is found through the question it answers.
 /// - Hybrid fuses the two signals after normalising each to 0..1 over its candidates:
 ///   `text_weight · text + (1 − text_weight) · semantic`.
+/// - A question that names a date ("on 7 July, 2023", "in December 2023") prefers memories that
+///   happened then: their text score is multiplied by `1 + date_boost` and `date_boost` is added to
+///   their cosine (see `search::dates`).
 ///
 /// The defaults were chosen by cross-validation across LoCoMo conversations (tuned on some, measured
 /// on the others; `angel-memory eval locomo` reruns it).
@@ -84,6 +88,9 @@ pub struct Tuning {
     /// Added to the semantic score of what a person named in the question said (their name is kept
     /// out of the question's embedding, so who spoke counts this way).
     pub speaker_bonus: f64,
+    /// For memories inside the date a question names.
+    #[serde(default)]
+    pub date_boost: f64,
 }
 
 impl Default for Tuning {
@@ -95,6 +102,7 @@ impl Default for Tuning {
             semantic_context: 0.25,
             text_weight: 0.3,
             speaker_bonus: 0.3,
+            date_boost: 0.0,
         }
     }
 }
@@ -109,9 +117,21 @@ pub struct RawSignals {
     allowed: Option<Vec<bool>>,
     /// Speakers (indexes into the index's speaker list) the question names.
     named: Vec<u32>,
+    /// The time the question names.
+    window: Option<DateWindow>,
     /// The mode that can run.
     pub mode: Mode,
     pub notice: Option<String>,
+}
+
+impl RawSignals {
+    /// The boost a memory that happened `at` gets: `date_boost` inside the named date, else none.
+    fn date_boost_at(&self, at: Timestamp, tuning: &Tuning) -> f64 {
+        match self.window {
+            Some(window) if window.contains(at) => tuning.date_boost,
+            _ => 0.0,
+        }
+    }
 }
 
 /// One signal's opinion of a hit: its 1-based rank in that signal's list and its raw score (BM25,
@@ -235,6 +255,13 @@ impl Searcher {
         let mut mode = request.mode;
         let mut query_vector = None;
         let mut named = Vec::new();
+        // A named date ranks by when memories happened; its words would only add noise. A query that
+        // is nothing but a date keeps its words.
+        let dated = dates::named_date(&request.query).filter(|d| !query::words(&d.rest).is_empty());
+        let (query_text, window) = match &dated {
+            Some(d) => (d.rest.as_str(), Some(d.window)),
+            None => (request.query.as_str(), None),
+        };
         match &self.embedder {
             None if mode != Mode::Text => {
                 notice = Some(format!(
@@ -257,14 +284,14 @@ impl Searcher {
                         .clone(),
                     None => Vec::new(),
                 };
-                let asked: Vec<String> = query::words(&request.query);
+                let asked: Vec<String> = query::words(query_text);
                 named = speakers
                     .iter()
                     .enumerate()
                     .filter(|(_, name)| name.split(' ').all(|w| asked.contains(&w.to_lowercase())))
                     .map(|(i, _)| i as u32)
                     .collect();
-                let semantic_query = query::without_names(&request.query, &speakers);
+                let semantic_query = query::without_names(query_text, &speakers);
                 match embedder.embed(std::slice::from_ref(&semantic_query)).await {
                     Ok(mut v) if v.len() == 1 => query_vector = Some(v.remove(0)),
                     Ok(_) => mode = Mode::Text,
@@ -282,7 +309,7 @@ impl Searcher {
         let text_hits = if mode == Mode::Semantic {
             Vec::new()
         } else {
-            let fts = query::fts_query(&request.query);
+            let fts = query::fts_query(query_text);
             self.store
                 .search_memories_text(uid, &fts, &request.filter, depth as u32)
                 .await?
@@ -321,6 +348,7 @@ impl Searcher {
             cosines,
             allowed,
             named,
+            window,
             mode,
             notice,
         })
@@ -442,21 +470,27 @@ fn sorted(mut scores: Vec<(MemoryId, f64)>, depth: usize) -> Vec<(MemoryId, f64)
 /// The text signal: BM25 with conversation context, best first.
 fn text_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(MemoryId, f64)> {
     let Some(index) = raw.index.as_ref().filter(|_| tuning.text_context > 0.0) else {
-        return raw
+        let scores = raw
             .text_hits
             .iter()
-            .map(|h| (h.memory.id, h.score))
+            .map(|h| {
+                let boost = 1.0 + raw.date_boost_at(h.memory.occurred_at, tuning);
+                (h.memory.id, h.score * boost)
+            })
             .collect();
+        return sorted(scores, depth);
     };
     let mut outside = Vec::new();
     let mut own = HashMap::new();
+    let dated = |at: Timestamp| 1.0 + raw.date_boost_at(at, tuning);
     for hit in &raw.text_hits {
+        let score = hit.score * dated(hit.memory.occurred_at);
         match index.position.get(&hit.memory.id) {
             Some(&i) => {
-                own.insert(i as usize, hit.score);
+                own.insert(i as usize, score);
             }
             // Not embedded yet: no known neighbours.
-            None => outside.push((hit.memory.id, hit.score)),
+            None => outside.push((hit.memory.id, score)),
         }
     }
     let allowed = |i: usize| raw.allowed.as_ref().is_none_or(|a| a[i]);
@@ -495,7 +529,11 @@ fn semantic_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(Mem
                 tuning.speaker_bonus
             } else {
                 0.0
-            };
+            } + index
+                .vectors
+                .occurred_at
+                .get(i)
+                .map_or(0.0, |&at| raw.date_boost_at(at, tuning));
             (
                 index.vectors.ids[i],
                 f64::from(raw.cosines[i]) + tuning.semantic_context * around / 2.0 + bonus,

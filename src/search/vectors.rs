@@ -198,6 +198,7 @@ impl VectorCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Timestamp;
 
     #[test]
     fn dot_matches_naive() {
@@ -215,6 +216,7 @@ mod tests {
             conversation_ids: vec![None; 4],
             speakers: Vec::new(),
             speaker_labels: vec![None; 4],
+            occurred_at: vec![Timestamp::from_micros(0); 4],
             dim: 2,
             data: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8, -1.0, 0.0],
         };
@@ -234,6 +236,7 @@ mod tests {
             conversation_ids: vec![None, c("a"), c("a"), c("b"), None],
             speakers: Vec::new(),
             speaker_labels: vec![None; 5],
+            occurred_at: vec![Timestamp::from_micros(0); 5],
             dim: 1,
             data: vec![1.0; 5],
         });

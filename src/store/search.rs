@@ -60,6 +60,8 @@ pub struct StoredVectors {
     pub speakers: Vec<String>,
     /// Each memory's speaker label (`Sam` in `Sam: …`), when it looks like a name.
     pub speaker_labels: Vec<Option<String>>,
+    /// When each remembered thing happened.
+    pub occurred_at: Vec<Timestamp>,
     pub dim: usize,
     pub data: Vec<f32>,
 }

@@ -196,7 +196,8 @@ pub fn load_vectors(
         .prepare_cached(
             "SELECT e.memory_id, e.vector, m.conversation_id,
                     CASE WHEN instr(m.content, ':') BETWEEN 2 AND 41
-                         THEN substr(m.content, 1, instr(m.content, ':') - 1) END
+                         THEN substr(m.content, 1, instr(m.content, ':') - 1) END,
+                    m.occurred_at
              FROM memory_embeddings e
              JOIN memories m ON m.uid = e.uid AND m.id = e.memory_id
              WHERE e.uid = ?1 AND e.model = ?2 AND e.revision = ?3 AND e.dim = ?4 AND e.vector IS NOT NULL
@@ -235,6 +236,8 @@ pub fn load_vectors(
             *speakers.entry(prefix.clone()).or_insert(0usize) += 1;
         }
         out.speaker_labels.push(label);
+        out.occurred_at
+            .push(Timestamp::from_micros(r.get(4).map_err(db_error)?));
         out.ids
             .push(MemoryId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?);
         out.data.extend(
