@@ -9,6 +9,7 @@ mod pool;
 mod recordings;
 mod schema;
 mod search;
+mod ui;
 
 pub use pool::{PoolOptions, Synchronous};
 
@@ -669,6 +670,52 @@ impl Store for SqliteStore {
         let (uid, model) = (uid.clone(), model.cloned());
         self.pool
             .read(move |c| search::embedding_counts(c, &uid, model.as_ref()))
+            .await
+    }
+
+    async fn create_ui_session(
+        &self,
+        uid: &Uid,
+        session: NewUiSession,
+        ctx: &Context,
+    ) -> Result<UiSession, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool
+            .write(move |c| ui::create_session(c, &uid, session, &ctx))
+            .await
+    }
+
+    async fn ui_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UiSession>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.pool
+            .read(move |c| ui::session(c, &token_hash, now))
+            .await
+    }
+
+    async fn end_ui_session(
+        &self,
+        uid: &Uid,
+        token_hash: &str,
+        ctx: &Context,
+    ) -> Result<(), StoreError> {
+        let (uid, token_hash, ctx) = (uid.clone(), token_hash.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| ui::end_session(c, &uid, &token_hash, &ctx))
+            .await
+    }
+
+    async fn memories_per_week(
+        &self,
+        uid: &Uid,
+        since: Timestamp,
+    ) -> Result<Vec<WeekCount>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| ui::memories_per_week(c, &uid, since))
             .await
     }
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fts_background_merge",
         include_str!("migrations/0004_fts_background_merge.sql"),
     ),
+    (8, "app_home", include_str!("migrations/0008_app_home.sql")),
 ];
 
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
