@@ -7,6 +7,7 @@ mod memories;
 mod output;
 mod search;
 mod transfer;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
@@ -81,6 +82,9 @@ enum Command {
     /// Measure retrieval quality on a public benchmark.
     #[command(subcommand)]
     Eval(search::EvalCommand),
+    /// The app home (web pages under /app): sign-in links.
+    #[command(subcommand)]
+    Ui(ui::UiCommand),
 }
 
 #[derive(Debug, Error)]
@@ -176,6 +180,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => transfer::import(open(&config)?, args, &out).await,
         Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
         Command::Eval(command) => search::eval(&config, command, &out).await,
+        Command::Ui(command) => ui::run(open(&config)?, &config, command, &out).await,
     }
 }
 

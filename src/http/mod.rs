@@ -15,6 +15,7 @@ mod rate_limit;
 mod recordings;
 mod request_id;
 mod search;
+pub mod ui;
 mod webhooks;
 
 pub use admin::new_key;
@@ -164,7 +165,9 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
         .layer(from_fn_with_state(state.clone(), rate_limit::limit_per_key))
         .layer(from_fn_with_state(state.clone(), auth::require_key));
-    let admin_api = admin::router().layer(from_fn_with_state(state.clone(), auth::require_admin));
+    let admin_api = admin::router()
+        .merge(ui::admin_router())
+        .layer(from_fn_with_state(state.clone(), auth::require_admin));
     // Without a way to tell Omi's requests from anyone's, the webhooks are not exposed at all.
     let webhook_api = if state.config.webhook_auth_configured()
         || state.config.webhooks.insecure_accept_unauthenticated
@@ -183,6 +186,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(limits.request_timeout_seconds);
     Router::new()
         .merge(api)
+        .merge(ui::router())
         .route("/metrics", get(health::metrics).layer(from_fn_with_state(state.clone(), auth::require_admin)))
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
         .route_layer(from_fn(health::record))

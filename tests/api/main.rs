@@ -12,5 +12,6 @@ mod memories;
 mod search;
 mod service;
 mod store_conformance;
+mod ui;
 mod webhook_crash;
 mod webhooks;
