@@ -13,5 +13,6 @@ mod search;
 mod service;
 mod store_conformance;
 mod ui;
+mod ui_browser;
 mod webhook_crash;
 mod webhooks;
