@@ -330,6 +330,22 @@ mod tests {
     }
 
     #[test]
+    fn snippet_parts_keep_the_text_and_flag_matches() {
+        let parts = snippet_parts("[Sam] runs <fast> to his car.", &terms("running car"));
+        assert_eq!(
+            parts.pieces,
+            vec![
+                ("[Sam] ", false),
+                ("runs", true),
+                (" <fast> to his ", false),
+                ("car", true),
+                (".", false)
+            ]
+        );
+        assert!(!parts.cut_before && !parts.cut_after);
+    }
+
+    #[test]
     fn names_leave_the_question() {
         let names = vec!["Caroline".to_owned(), "Mary Ann".to_owned()];
         assert_eq!(

@@ -435,6 +435,25 @@ async fn every_post_needs_the_sessions_csrf_token() {
 }
 
 #[tokio::test]
+async fn erasing_a_user_ends_their_sessions() {
+    let app = spawn_ui_app().await;
+    app.user_with_key("omi-user-1").await;
+    let mut visitor = Visitor::new(&app);
+    visitor
+        .sign_in_with_link(&sign_in_link(&app, "omi-user-1").await)
+        .await;
+    visitor.page("/app", 200).await;
+    let response = app
+        .admin(Method::DELETE, "/v1/admin/users/omi-user-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let response = visitor.get("/app").await;
+    assert_eq!(location(&response), "/app/sign-in");
+}
+
+#[tokio::test]
 async fn a_session_sees_only_its_own_users_pages() {
     let app = spawn_ui_app().await;
     let key_a = app.user_with_key("user-a").await;
