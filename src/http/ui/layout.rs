@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::csrf;
 use super::session::Viewer;
-use crate::domain::{Memory, Timestamp};
+use crate::domain::{Memory, Tags, Timestamp, ValidationError};
 
 /// Which navigation entry a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,16 @@ pub fn bare(title: &str, content: Markup) -> Markup {
 /// The hidden field every state-changing form carries.
 pub fn csrf_field(viewer: &Viewer) -> Markup {
     html! { input type="hidden" name=(csrf::FIELD) value=(viewer.csrf_token()); }
+}
+
+/// Tags typed into a form field, separated by commas; blanks between commas are ignored.
+pub fn parse_tags(raw: &str) -> Result<Tags, ValidationError> {
+    let tags: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    Tags::parse(&tags)
 }
 
 /// A labelled drop-down of `options`, `selected` chosen; `any` adds an empty first choice.

@@ -13,7 +13,7 @@ use super::error::{PageError, PagePath, PageQuery};
 use super::layout::{self, Section};
 use super::session::Viewer;
 use crate::domain::{
-    Category, Content, Memory, MemoryId, MemoryVersion, Tag, Tags, ValidationError, Visibility,
+    Category, Content, Memory, MemoryId, MemoryVersion, Tag, ValidationError, Visibility,
 };
 use crate::http::AppState;
 use crate::http::pagination::page_request;
@@ -126,13 +126,7 @@ impl EditForm {
     fn changes(&self, current: &Memory) -> Result<MemoryPatch, ValidationError> {
         let content = Content::parse(&self.content)?;
         let category = Category::parse(&self.category)?;
-        let tags: Vec<&str> = self
-            .tags
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
-        let tags = Tags::parse(&tags)?;
+        let tags = layout::parse_tags(&self.tags)?;
         let visibility: Visibility = self.visibility.parse()?;
         Ok(MemoryPatch {
             content: (content != current.content).then_some(content),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::{PageError, PageQuery};
 use super::layout::{self, Section};
 use super::session::Viewer;
-use crate::domain::{Category, Source, Tags, Timestamp, ValidationError};
+use crate::domain::{Category, Source, Timestamp, ValidationError};
 use crate::http::AppState;
 use crate::search::query;
 use crate::search::{Mode, SearchHit, SearchRequest, SearchResults};
@@ -75,12 +75,6 @@ impl SearchForm {
                 .parse()
                 .map_err(|e: String| ValidationError::new("mode", e))?,
         };
-        let tags: Vec<&str> = self
-            .tags
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
         let (from, to) = (day("from", &self.from)?, day("to", &self.to)?);
         if let (Some(from), Some(to)) = (from, to)
             && from > to
@@ -88,7 +82,7 @@ impl SearchForm {
             return Err(ValidationError::new("to", "is before from"));
         }
         let filter = SearchFilter {
-            tags: Tags::parse(&tags)?.iter().cloned().collect(),
+            tags: layout::parse_tags(&self.tags)?.iter().cloned().collect(),
             category: Some(self.category.as_str())
                 .filter(|c| !c.is_empty())
                 .map(Category::parse)
