@@ -52,6 +52,36 @@ pub struct Config {
     pub omi: OmiSettings,
     /// The sentence-embedding model behind semantic search (`[embedding]`).
     pub embedding: crate::search::embed::EmbeddingSettings,
+    /// The app home: the web pages under `/app` (`[ui]`).
+    pub ui: UiSettings,
+}
+
+/// The app home (`/app`): how browsers sign in and how long they stay signed in.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Signs the sign-in links (`angel-memory ui link`); at least 32 characters. Without it, people
+    /// sign in with an API key only.
+    #[serde(skip_serializing)]
+    pub link_secret: Option<SecretString>,
+    /// Where people reach this service, e.g. `https://memory.example.com`: the base of sign-in links.
+    /// An `https` address also marks session cookies `Secure`.
+    pub public_url: Option<String>,
+    /// How long a sign-in link works.
+    pub link_ttl_hours: u32,
+    /// How long a browser stays signed in.
+    pub session_ttl_hours: u32,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            link_secret: None,
+            public_url: None,
+            link_ttl_hours: 24,
+            session_ttl_hours: 30 * 24,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -236,6 +266,7 @@ impl Default for Config {
             webhooks: Webhooks::default(),
             omi: OmiSettings::default(),
             embedding: crate::search::embed::EmbeddingSettings::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -379,6 +410,19 @@ impl Config {
             return invalid("webhooks.max_attempts must be positive");
         }
         self.validate_omi()?;
+        if let Some(secret) = &self.ui.link_secret
+            && secret.expose_secret().len() < 32
+        {
+            return invalid("ui.link_secret must be at least 32 characters");
+        }
+        if let Some(url) = &self.ui.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return invalid("ui.public_url must start with https:// or http://");
+        }
+        if self.ui.link_ttl_hours == 0 || self.ui.session_ttl_hours == 0 {
+            return invalid("ui.link_ttl_hours and ui.session_ttl_hours must be positive");
+        }
         self.database()?;
         Ok(())
     }

@@ -8,6 +8,7 @@ mod omi;
 mod output;
 mod search;
 mod transfer;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
@@ -85,6 +86,9 @@ enum Command {
     /// Omi: connection status, the outbox of writes, sync settings, and pulling a user's data.
     #[command(subcommand)]
     Omi(omi::OmiCommand),
+    /// The app home (web pages under /app): sign-in links.
+    #[command(subcommand)]
+    Ui(ui::UiCommand),
 }
 
 #[derive(Debug, Error)]
@@ -183,6 +187,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
         Command::Eval(command) => search::eval(&config, command, &out).await,
         Command::Omi(command) => omi::run(open(&config)?, &config, command, &out).await,
+        Command::Ui(command) => ui::run(open(&config)?, &config, command, &out).await,
     }
 }
 

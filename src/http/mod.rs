@@ -16,6 +16,7 @@ mod rate_limit;
 mod recordings;
 mod request_id;
 mod search;
+pub mod ui;
 mod webhooks;
 
 pub use admin::new_key;
@@ -187,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), auth::require_key));
     let admin_api = admin::router()
         .merge(omi::admin_router())
+        .merge(ui::admin_router())
         .layer(from_fn_with_state(state.clone(), auth::require_admin));
     // Without a way to tell Omi's requests from anyone's, the webhooks are not exposed at all.
     let webhook_api = if state.config.webhook_auth_configured()
@@ -206,6 +208,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_secs(limits.request_timeout_seconds);
     Router::new()
         .merge(api)
+        .merge(ui::router())
         .route("/metrics", get(health::metrics).layer(from_fn_with_state(state.clone(), auth::require_admin)))
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
         .route_layer(from_fn(health::record))

@@ -87,8 +87,42 @@ fn matches_term(word: &str, term: &str) -> bool {
 /// Words either side of the best match in a snippet.
 const SNIPPET_WORDS: usize = 24;
 
+/// The part of a text that best matches a query, in pieces, so that each surface marks the matched
+/// words its own way (`[` `]` in plain text, `<mark>` in HTML).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnippetParts<'a> {
+    /// Whether text was cut before the first piece.
+    pub cut_before: bool,
+    /// The shown text in order: each piece with whether it is a matched word.
+    pub pieces: Vec<(&'a str, bool)>,
+    /// Whether text was cut after the last piece.
+    pub cut_after: bool,
+}
+
 /// The part of `text` with the most query terms, matched words in `[` `]`, `…` where cut.
 pub fn snippet(text: &str, terms: &[String]) -> String {
+    let parts = snippet_parts(text, terms);
+    let mut out = String::new();
+    if parts.cut_before {
+        out.push('…');
+    }
+    for (piece, matched) in parts.pieces {
+        if matched {
+            out.push('[');
+            out.push_str(piece);
+            out.push(']');
+        } else {
+            out.push_str(piece);
+        }
+    }
+    if parts.cut_after {
+        out.push('…');
+    }
+    out
+}
+
+/// The window of [`snippet`], split into matched words and the text between them.
+pub fn snippet_parts<'a>(text: &'a str, terms: &[String]) -> SnippetParts<'a> {
     // Words with their byte ranges.
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut start = None;
@@ -104,6 +138,14 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
     }
     if let Some(s) = start {
         spans.push((s, text.len()));
+    }
+    if spans.is_empty() {
+        let end = text.char_indices().nth(200).map_or(text.len(), |(i, _)| i);
+        return SnippetParts {
+            cut_before: false,
+            pieces: vec![(&text[..end], false)],
+            cut_after: false,
+        };
     }
     let matched: Vec<bool> = spans
         .iter()
@@ -127,37 +169,32 @@ pub fn snippet(text: &str, terms: &[String]) -> String {
         }
         (best.0, best.0 + SNIPPET_WORDS)
     };
-    if spans.is_empty() {
-        return text.chars().take(200).collect();
-    }
     let from = if first == 0 { 0 } else { spans[first].0 };
     let to = if last == spans.len() {
         text.len()
     } else {
         spans[last - 1].1
     };
-    let mut out = String::new();
-    if from > 0 {
-        out.push('…');
-    }
+    let mut pieces = Vec::new();
     let mut at = from;
     for i in first..last {
         let (s, e) = spans[i];
-        out.push_str(&text[at..s]);
         if matched[i] {
-            out.push('[');
-            out.push_str(&text[s..e]);
-            out.push(']');
-        } else {
-            out.push_str(&text[s..e]);
+            if at < s {
+                pieces.push((&text[at..s], false));
+            }
+            pieces.push((&text[s..e], true));
+            at = e;
         }
-        at = e;
     }
-    out.push_str(&text[at..to]);
-    if to < text.len() {
-        out.push('…');
+    if at < to {
+        pieces.push((&text[at..to], false));
     }
-    out
+    SnippetParts {
+        cut_before: from > 0,
+        pieces,
+        cut_after: to < text.len(),
+    }
 }
 
 /// One to three capitalised words of letters (`Sam`, `Mary Ann`, `O'Neil`): how a speaker is
@@ -290,6 +327,22 @@ mod tests {
         );
         assert_eq!(snippet("", &terms), "");
         assert_eq!(terms_of_fts(&fts_query("Sam's car")), vec!["sam", "car"]);
+    }
+
+    #[test]
+    fn snippet_parts_keep_the_text_and_flag_matches() {
+        let parts = snippet_parts("[Sam] runs <fast> to his car.", &terms("running car"));
+        assert_eq!(
+            parts.pieces,
+            vec![
+                ("[Sam] ", false),
+                ("runs", true),
+                (" <fast> to his ", false),
+                ("car", true),
+                (".", false)
+            ]
+        );
+        assert!(!parts.cut_before && !parts.cut_after);
     }
 
     #[test]

@@ -6,11 +6,13 @@ mod outbox;
 mod search;
 pub mod sqlite;
 mod types;
+mod ui;
 
 pub use ingest::*;
 pub use outbox::*;
 pub use search::*;
 pub use types::*;
+pub use ui::*;
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -365,4 +367,31 @@ pub trait Store: Send + Sync + 'static {
         status: serde_json::Value,
     ) -> Result<(), StoreError>;
     async fn omi_statuses(&self) -> Result<Vec<UpstreamStatus>, StoreError>;
+    // App home (web UI): browser sessions, and counts for its charts.
+    /// Records a session for a user who proved who they are; audited as `session.create`.
+    async fn create_ui_session(
+        &self,
+        uid: &Uid,
+        session: NewUiSession,
+        ctx: &Context,
+    ) -> Result<UiSession, StoreError>;
+    /// The unexpired session whose cookie token has this hash.
+    async fn ui_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UiSession>, StoreError>;
+    /// Revokes a session (sign-out); audited as `session.end`.
+    async fn end_ui_session(
+        &self,
+        uid: &Uid,
+        token_hash: &str,
+        ctx: &Context,
+    ) -> Result<(), StoreError>;
+    /// Active memories created per week since `since`, oldest week first; empty weeks left out.
+    async fn memories_per_week(
+        &self,
+        uid: &Uid,
+        since: Timestamp,
+    ) -> Result<Vec<WeekCount>, StoreError>;
 }

@@ -34,6 +34,8 @@ pub enum Actor {
     Admin,
     Cli,
     System,
+    /// A signed-in browser session of the app home.
+    Session(uuid::Uuid),
 }
 
 impl Actor {
@@ -43,6 +45,7 @@ impl Actor {
             Self::Admin => "admin".into(),
             Self::Cli => "cli".into(),
             Self::System => "system".into(),
+            Self::Session(id) => format!("session:{id}"),
         }
     }
 }

@@ -15,5 +15,7 @@ mod omi_outbox;
 mod search;
 mod service;
 mod store_conformance;
+mod ui;
+mod ui_browser;
 mod webhook_crash;
 mod webhooks;

@@ -10,6 +10,7 @@ mod pool;
 mod recordings;
 mod schema;
 mod search;
+mod ui;
 
 pub use pool::{PoolOptions, Synchronous};
 
@@ -777,5 +778,50 @@ impl Store for SqliteStore {
 
     async fn omi_statuses(&self) -> Result<Vec<UpstreamStatus>, StoreError> {
         self.pool.read(outbox::statuses).await
+    }
+    async fn create_ui_session(
+        &self,
+        uid: &Uid,
+        session: NewUiSession,
+        ctx: &Context,
+    ) -> Result<UiSession, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool
+            .write(move |c| ui::create_session(c, &uid, session, &ctx))
+            .await
+    }
+
+    async fn ui_session(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UiSession>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.pool
+            .read(move |c| ui::session(c, &token_hash, now))
+            .await
+    }
+
+    async fn end_ui_session(
+        &self,
+        uid: &Uid,
+        token_hash: &str,
+        ctx: &Context,
+    ) -> Result<(), StoreError> {
+        let (uid, token_hash, ctx) = (uid.clone(), token_hash.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| ui::end_session(c, &uid, &token_hash, &ctx))
+            .await
+    }
+
+    async fn memories_per_week(
+        &self,
+        uid: &Uid,
+        since: Timestamp,
+    ) -> Result<Vec<WeekCount>, StoreError> {
+        let uid = uid.clone();
+        self.pool
+            .read(move |c| ui::memories_per_week(c, &uid, since))
+            .await
     }
 }

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "omi_outbox",
         include_str!("migrations/0006_omi_outbox.sql"),
     ),
+    (8, "app_home", include_str!("migrations/0008_app_home.sql")),
 ];
 
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
