@@ -3,6 +3,7 @@
 
 mod accounts;
 mod inbox;
+mod manifest;
 mod memories;
 mod output;
 mod search;
@@ -81,6 +82,15 @@ enum Command {
     /// Measure retrieval quality on a public benchmark.
     #[command(subcommand)]
     Eval(search::EvalCommand),
+    /// Connect to Omi.
+    #[command(subcommand)]
+    Omi(OmiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OmiCommand {
+    /// Print the app manifest to paste into Omi's app form.
+    Manifest(manifest::ManifestArgs),
 }
 
 #[derive(Debug, Error)]
@@ -176,6 +186,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => transfer::import(open(&config)?, args, &out).await,
         Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
         Command::Eval(command) => search::eval(&config, command, &out).await,
+        Command::Omi(OmiCommand::Manifest(args)) => manifest::run(&config, &args),
     }
 }
 

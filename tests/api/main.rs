@@ -4,11 +4,14 @@
 mod helpers;
 
 mod admin;
+mod chat_tools;
 mod cli;
 mod data;
 mod idempotency;
 mod isolation;
+mod mcp;
 mod memories;
+mod omi_dev;
 mod search;
 mod service;
 mod store_conformance;

@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fts_background_merge",
         include_str!("migrations/0004_fts_background_merge.sql"),
     ),
+    (
+        7,
+        "omi_dialect",
+        include_str!("migrations/0007_omi_dialect.sql"),
+    ),
 ];
 
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
