@@ -21,7 +21,8 @@ use crate::domain::{Content, MemoryId, Source, Tags, Timestamp, Uid};
 use crate::omi::signature::{self, SignedRequest};
 use crate::search::{Mode, SearchRequest};
 use crate::store::{
-    Actor, Context, Created, Deleted, NewMemory, PageRequest, SearchFilter, StoreError,
+    Actor, Context, ConversationQuery, Created, Deleted, NewMemory, OffsetPage, SearchFilter,
+    StoreError,
 };
 
 pub const MANIFEST_PATH: &str = "/.well-known/omi-tools.json";
@@ -392,14 +393,24 @@ async fn run(
             }
         }
         "recent_conversations" => {
-            let page = PageRequest::first(limit_param(params) as u32);
-            let found = state.store.conversations(uid, page).await?;
-            if found.items.is_empty() {
+            // As Omi lists them: discarded conversations left out.
+            let query = ConversationQuery {
+                created_from: None,
+                created_until: None,
+                categories: Vec::new(),
+                include_discarded: false,
+                page: OffsetPage {
+                    limit: limit_param(params) as u32,
+                    offset: 0,
+                },
+            };
+            let found = state.store.find_conversations(uid, &query).await?;
+            if found.is_empty() {
                 return Ok("No conversations yet.".into());
             }
             Ok(found
-                .items
                 .iter()
+                .map(|d| &d.conversation)
                 .map(|c| {
                     let overview = if c.overview.is_empty() {
                         String::new()

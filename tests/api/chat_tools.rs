@@ -263,6 +263,43 @@ async fn tools_remember_search_forget_and_list_conversations() {
     )
     .await;
     assert!(recent.contains("Planning the garden with Sam."), "{recent}");
+    app.request(Method::POST, "/v1/dev/user/conversations", &dev)
+        .json(&json!({"text": "Small talk about nothing."}))
+        .send()
+        .await
+        .unwrap();
+    let listed = body(
+        app.request(Method::GET, "/v1/dev/user/conversations", &dev)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let small_talk = listed[0]["id"].as_str().unwrap();
+    app.request(
+        Method::PATCH,
+        &format!("/v1/dev/user/conversations/{small_talk}"),
+        &dev,
+    )
+    .json(&json!({"discarded": true}))
+    .send()
+    .await
+    .unwrap();
+    let recent = result(
+        call(
+            &app,
+            "recent_conversations",
+            Some(TOKEN),
+            omi_call(uid, "recent_conversations", json!({})),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        !recent.contains("Small talk"),
+        "discarded ones are left out: {recent}"
+    );
+    assert!(recent.contains("Planning the garden"), "{recent}");
 
     // What the model asked for cannot be done: a readable error, and the call itself succeeded.
     assert_eq!(
