@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod eval;
 pub mod http;
+pub mod mcp;
 pub mod omi;
 pub mod queue;
 pub mod recordings;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::CliError;
 use super::output::Output;
 use crate::config::Config;
-use crate::domain::{KeyId, KeyName, Uid};
-use crate::http::new_key;
+use crate::domain::{KeyFormat, KeyId, KeyName, Uid};
+use crate::http::new_key_as;
 use crate::recordings::Recorder;
 use crate::store::{Context, PageRequest, Store};
 
@@ -33,6 +33,9 @@ pub enum KeyCommand {
         uid: String,
         #[arg(long, default_value = "default")]
         name: String,
+        /// native (`am_…`) or omi-dev (`omi_dev_…`, for clients of Omi's Developer API).
+        #[arg(long, default_value = "native", value_parser = KeyFormat::parse)]
+        format: KeyFormat,
     },
     /// List a user's keys (never the secrets).
     List { uid: String },
@@ -87,9 +90,9 @@ pub async fn user(
 
 pub async fn key(store: Arc<dyn Store>, command: KeyCommand, out: &Output) -> Result<(), CliError> {
     match command {
-        KeyCommand::Create { uid, name } => {
+        KeyCommand::Create { uid, name, format } => {
             let uid = Uid::parse(uid)?;
-            let (secret, new) = new_key(KeyName::parse(&name)?);
+            let (secret, new) = new_key_as(KeyName::parse(&name)?, format);
             let info = store.create_key(&uid, new, &Context::cli()).await?;
             if out.is_json() {
                 out.value(&serde_json::json!({"key": secret.expose(), "id": info.id, "uid": info.uid, "name": info.name, "prefix": info.prefix}));

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod inbox;
+mod manifest;
 mod memories;
 mod omi;
 mod output;
@@ -186,6 +187,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => transfer::import(open(&config)?, args, &out).await,
         Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
         Command::Eval(command) => search::eval(&config, command, &out).await,
+        // The manifest is printed from the configuration alone: no database is opened or created.
+        Command::Omi(omi::OmiCommand::Manifest(args)) => manifest::run(&config, &args),
         Command::Omi(command) => omi::run(open(&config)?, &config, command, &out).await,
         Command::Ui(command) => ui::run(open(&config)?, &config, command, &out).await,
     }

@@ -38,6 +38,8 @@ pub enum OmiCommand {
     Sync(SyncCommand),
     /// Backfill a user's memories, conversations and action items from Omi (resumable).
     Pull(PullArgs),
+    /// Print the app manifest to paste into Omi's app form.
+    Manifest(super::manifest::ManifestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +101,7 @@ pub async fn run(
     out: &Output,
 ) -> Result<(), CliError> {
     match command {
+        OmiCommand::Manifest(args) => super::manifest::run(config, &args)?,
         OmiCommand::Status { user } => {
             let uid = user.map(Uid::parse).transpose()?;
             let counts = store.outbox_counts(uid.as_ref()).await?;

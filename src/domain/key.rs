@@ -79,22 +79,66 @@ impl From<KeyName> for String {
     }
 }
 
+/// How a key is spelled. Keys of every format belong to one user and open the same data; the Omi
+/// format exists because clients written for Omi's Developer API check for its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFormat {
+    /// `am_…`
+    #[default]
+    Native,
+    /// `omi_dev_…`, as Omi's Developer API keys.
+    OmiDev,
+}
+
+impl KeyFormat {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Native => ApiKeySecret::PREFIX,
+            Self::OmiDev => ApiKeySecret::OMI_DEV_PREFIX,
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        match raw {
+            "native" => Ok(Self::Native),
+            "omi_dev" | "omi-dev" => Ok(Self::OmiDev),
+            _ => Err(ValidationError::new(
+                "format",
+                format!("{raw:?} is not one of native, omi_dev"),
+            )),
+        }
+    }
+}
+
 /// The secret value of an API key. Never logged (`SecretString`); only its hash is stored.
 pub struct ApiKeySecret(SecretString);
 
 impl ApiKeySecret {
     pub const PREFIX: &'static str = "am_";
-    /// How many characters of the key are kept in clear to recognise it in listings.
-    const VISIBLE_CHARS: usize = 11;
+    /// Omi's Developer API key prefix: Omi's verifier refuses any key without it.
+    pub const OMI_DEV_PREFIX: &'static str = "omi_dev_";
+    /// How many random characters of the key are kept in clear, after its prefix, to recognise it
+    /// in listings.
+    const VISIBLE_CHARS: usize = 8;
 
     pub fn generate() -> Self {
+        Self::generate_as(KeyFormat::Native)
+    }
+
+    pub fn generate_as(format: KeyFormat) -> Self {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         Self(SecretString::from(format!(
             "{}{}",
-            Self::PREFIX,
+            format.prefix(),
             URL_SAFE_NO_PAD.encode(bytes)
         )))
+    }
+
+    /// Whether the key is spelled as an Omi Developer API key.
+    pub fn is_omi_dev(&self) -> bool {
+        self.expose().starts_with(Self::OMI_DEV_PREFIX)
     }
 
     /// Takes a presented bearer token. Format checks are deliberately loose: an unknown token simply
@@ -114,11 +158,12 @@ impl ApiKeySecret {
     }
 
     pub fn visible_prefix(&self) -> String {
-        self.0
-            .expose_secret()
-            .chars()
-            .take(Self::VISIBLE_CHARS)
-            .collect()
+        let secret = self.0.expose_secret();
+        let prefix = [Self::OMI_DEV_PREFIX, Self::PREFIX]
+            .into_iter()
+            .find(|p| secret.starts_with(p))
+            .map_or(0, str::len);
+        secret.chars().take(prefix + Self::VISIBLE_CHARS).collect()
     }
 }
 
@@ -136,5 +181,15 @@ mod tests {
         assert_eq!(a.hash().len(), 64);
         assert_eq!(a.visible_prefix().len(), 11);
         assert!(ApiKeySecret::from_presented("has space").is_none());
+    }
+
+    #[test]
+    fn omi_dev_keys_carry_omis_prefix() {
+        let key = ApiKeySecret::generate_as(KeyFormat::OmiDev);
+        assert!(key.expose().starts_with("omi_dev_"));
+        assert_eq!(key.expose().len(), 8 + 43);
+        assert!(key.is_omi_dev());
+        assert!(!ApiKeySecret::generate().is_omi_dev());
+        assert_eq!(key.visible_prefix().len(), 16);
     }
 }

@@ -9,12 +9,14 @@ mod memory;
 mod time;
 mod uid;
 
+pub use conversation::{CONVERSATION_CATEGORIES, CONVERSATION_SOURCES};
 pub use conversation::{
-    Conversation, ConversationEvent, NewTask, Task, TaskDescription, TranscriptSegment,
+    Conversation, ConversationEvent, ConversationTitle, NewTask, Task, TaskDescription,
+    TranscriptSegment,
 };
 pub use cursor::Cursor;
 pub use error::ValidationError;
-pub use key::{ApiKeySecret, KeyId, KeyName};
+pub use key::{ApiKeySecret, KeyFormat, KeyId, KeyName};
 pub use memory::{
     Category, Content, ContentHash, ConversationId, Memory, MemoryId, MemoryVersion, Metadata,
     Source, Tag, Tags, Visibility,

@@ -14,7 +14,7 @@ use super::data::PageParams;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::pagination::{ListResponse, page_request};
-use crate::domain::{ApiKeySecret, KeyId, KeyName, Timestamp, Uid};
+use crate::domain::{ApiKeySecret, KeyFormat, KeyId, KeyName, Timestamp, Uid};
 use crate::store::{
     Actor, ApiKeyInfo, Context, InboxEntry, InboxState, NewApiKey, PurgeReport, User,
 };
@@ -92,6 +92,9 @@ async fn delete_user(
 pub struct CreateKeyRequest {
     /// A label to recognise the key by, 1–100 characters.
     name: String,
+    /// native (`am_…`, default) or omi_dev (`omi_dev_…`, for clients of Omi's Developer API).
+    #[schema(value_type = Option<String>)]
+    format: Option<KeyFormat>,
 }
 
 /// The new key. `key` is shown only in this response; store it now.
@@ -112,7 +115,7 @@ async fn create_key(
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let uid = Uid::parse(uid)?;
-    let (secret, new) = new_key(KeyName::parse(&body.name)?);
+    let (secret, new) = new_key_as(KeyName::parse(&body.name)?, body.format.unwrap_or_default());
     let info = state
         .store
         .create_key(&uid, new, &admin_context(&headers))
@@ -128,7 +131,12 @@ async fn create_key(
 
 /// Mints a key: the secret to show once, and what the store keeps of it.
 pub fn new_key(name: KeyName) -> (ApiKeySecret, NewApiKey) {
-    let secret = ApiKeySecret::generate();
+    new_key_as(name, KeyFormat::Native)
+}
+
+/// Mints a key spelled in the given format.
+pub fn new_key_as(name: KeyName, format: KeyFormat) -> (ApiKeySecret, NewApiKey) {
+    let secret = ApiKeySecret::generate_as(format);
     let new = NewApiKey {
         id: KeyId::new(),
         name,

@@ -113,7 +113,7 @@ impl Authenticator {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -128,16 +128,27 @@ pub async fn require_key(
     let token = bearer(req.headers()).ok_or(ApiError::Unauthorized(
         "send an API key as 'Authorization: Bearer <key>'",
     ))?;
-    let secret = ApiKeySecret::from_presented(token)
-        .ok_or(ApiError::Unauthorized("the API key is not valid"))?;
-    let principal = state
-        .auth
-        .authenticate(&secret)
+    let principal = principal(&state, token)
         .await?
         .ok_or(ApiError::Unauthorized("the API key is not valid"))?;
-    tracing::Span::current().record("key_id", tracing::field::display(principal.key_id));
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
+}
+
+/// The user a presented key belongs to (`None`: no live key), recorded on the request's span. Every
+/// surface that takes user keys (native API, Omi's Developer API, MCP) resolves them here.
+pub(super) async fn principal(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<Principal>, StoreError> {
+    let Some(secret) = ApiKeySecret::from_presented(token) else {
+        return Ok(None);
+    };
+    let principal = state.auth.authenticate(&secret).await?;
+    if let Some(p) = &principal {
+        tracing::Span::current().record("key_id", tracing::field::display(p.key_id));
+    }
+    Ok(principal)
 }
 
 /// Middleware for operator routes: the configured admin token, compared in constant time.

@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod chat_tools;
 mod conversations;
 mod data;
 mod error;
@@ -10,6 +11,7 @@ mod health;
 mod idempotency;
 mod memories;
 mod omi;
+mod omi_dev;
 mod openapi;
 mod pagination;
 mod rate_limit;
@@ -20,6 +22,8 @@ pub mod ui;
 mod webhooks;
 
 pub use admin::new_key;
+pub use admin::new_key_as;
+pub use chat_tools::MANIFEST_PATH as CHAT_TOOLS_MANIFEST_PATH;
 pub use error::ApiError;
 
 use axum::Router;
@@ -209,6 +213,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ui::router())
+        .merge(omi_dev::router(&state))
+        .merge(chat_tools::router())
+        .merge(mcp_router(&state))
         .route("/metrics", get(health::metrics).layer(from_fn_with_state(state.clone(), auth::require_admin)))
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi_json) }))
         .route_layer(from_fn(health::record))
@@ -240,6 +247,15 @@ pub fn router(state: AppState) -> Router {
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
         )
         .with_state(state)
+}
+
+/// `/mcp`: the Model Context Protocol endpoint, behind the same user keys and rate limit as `/v1`.
+fn mcp_router(state: &AppState) -> Router<AppState> {
+    let service = crate::mcp::service(Arc::clone(&state.store), Arc::clone(&state.search));
+    Router::new()
+        .route_service(crate::mcp::PATH, service)
+        .layer(from_fn_with_state(state.clone(), rate_limit::limit_per_key))
+        .layer(from_fn_with_state(state.clone(), auth::require_key))
 }
 
 /// Scheduled work: purge memories past their retention, expired idempotency keys, idle rate buckets.

@@ -83,23 +83,9 @@ fn authenticate(
 ) -> Result<(), ApiError> {
     let config = &state.config;
     let now = Timestamp::now().as_micros() / 1_000_000;
-    let mut verified = false;
-    if let Some(expected) = &config.webhook_token
-        && let Some(given) = &query.token
+    let mut verified = url_token_matches(config, query.token.as_deref());
+    if let (Some(secrets), Some(given)) = (omi_secrets(config), header(headers, "x-omi-signature"))
     {
-        verified |= bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()));
-    }
-    if let (Some(current), Some(given)) = (
-        &config.omi_signing_secret,
-        header(headers, "x-omi-signature"),
-    ) {
-        let previous = config
-            .omi_signing_secret_previous
-            .as_ref()
-            .map(|s| s.expose_secret());
-        let secrets: Vec<&str> = std::iter::once(current.expose_secret())
-            .chain(previous)
-            .collect();
         signature::verify_omi(given, uid.as_str(), body, &secrets, now)
             .map_err(|e| ApiError::Unauthorized(signature_reason(&e)))?;
         verified = true;
@@ -128,7 +114,31 @@ fn authenticate(
     ))
 }
 
-fn signature_reason(error: &signature::SignatureError) -> &'static str {
+/// Whether the URL carries the configured secret token (compared in constant time).
+pub(super) fn url_token_matches(config: &crate::config::Config, given: Option<&str>) -> bool {
+    match (&config.webhook_token, given) {
+        (Some(expected), Some(given)) => {
+            bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
+        }
+        _ => false,
+    }
+}
+
+/// Omi's signing secrets, current first, then the previous one during a rotation.
+pub(super) fn omi_secrets(config: &crate::config::Config) -> Option<Vec<&str>> {
+    let current = config.omi_signing_secret.as_ref()?;
+    let previous = config
+        .omi_signing_secret_previous
+        .as_ref()
+        .map(|s| s.expose_secret());
+    Some(
+        std::iter::once(current.expose_secret())
+            .chain(previous)
+            .collect(),
+    )
+}
+
+pub(super) fn signature_reason(error: &signature::SignatureError) -> &'static str {
     match error {
         signature::SignatureError::Stale => {
             "the webhook signature's timestamp is too old or in the future"

@@ -129,6 +129,121 @@ pub fn verify_standard(
     }
 }
 
+/// What scheme v2 (Omi's chat-tool calls) signs besides the body.
+pub struct SignedRequest<'a> {
+    /// `X-Omi-Delivery`.
+    pub delivery: &'a str,
+    /// `X-Omi-Event`, e.g. `chat_tool`.
+    pub event: &'a str,
+    pub method: &'a str,
+    /// The path as received (percent-encoded).
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: &'a str,
+}
+
+/// Every byte outside `A–Z a–z 0–9 - . _ ~` as upper-case `%XX`.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn encode(raw: &[u8]) -> String {
+    percent_encoding::percent_encode(raw, UNRESERVED).to_string()
+}
+
+/// Each `/` segment percent-decoded, then re-encoded; an empty path is `/`.
+fn canonical_path(path: &str) -> String {
+    if path.is_empty() {
+        return "/".into();
+    }
+    path.split('/')
+        .map(|segment| encode(&percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>()))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Decoded pairs, each half re-encoded, stable-sorted by encoded name, joined with `&`.
+fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (encode(k.as_bytes()), encode(v.as_bytes())))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The seven lines scheme v2 signs before the body.
+fn v2_message(request: &SignedRequest<'_>, t: i64) -> String {
+    format!(
+        "v2\n{t}\n{}\n{}\n{}\n{}\n{}\n",
+        request.delivery,
+        request.event,
+        request.method.to_ascii_uppercase(),
+        canonical_path(request.path),
+        canonical_query(request.query)
+    )
+}
+
+/// Verifies `X-Omi-Signature: t=<unix>,v2=<hex>[,v2=<hex>]` of a chat-tool call: HMAC-SHA256 over
+/// `v2`, `t`, delivery, event, METHOD, canonical path and canonical query, each followed by a newline,
+/// then the raw body. `v1` entries never satisfy it.
+pub fn verify_omi_v2(
+    header: &str,
+    request: &SignedRequest<'_>,
+    body: &[u8],
+    secrets: &[&str],
+    now: i64,
+) -> Result<(), SignatureError> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part.split_once('=').ok_or(SignatureError::Malformed)?;
+        match key {
+            "t" => {
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::Malformed)?,
+                )
+            }
+            "v2" => signatures.push(hex::decode(value).map_err(|_| SignatureError::Malformed)?),
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
+    if signatures.is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    within_tolerance(timestamp, now)?;
+    let signed = v2_message(request, timestamp);
+    let matched = secrets.iter().filter(|s| !s.is_empty()).any(|secret| {
+        let expected = hmac(secret.as_bytes(), &[signed.as_bytes(), body]);
+        signatures
+            .iter()
+            .any(|given| bool::from(given.as_slice().ct_eq(&expected)))
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Signs a chat-tool call as Omi does (scheme v2): the header value. For tests and tools that call
+/// this service the way Omi would.
+pub fn sign_omi_v2(request: &SignedRequest<'_>, body: &[u8], secret: &str, t: i64) -> String {
+    let signed = v2_message(request, t);
+    format!(
+        "t={t},v2={}",
+        hex::encode(hmac(secret.as_bytes(), &[signed.as_bytes(), body]))
+    )
+}
+
 fn standard_key(secret: &str) -> Option<Vec<u8>> {
     STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
@@ -157,6 +272,36 @@ mod tests {
         now: i64,
     ) -> Result<(), SignatureError> {
         verify_omi(header, uid, body.as_bytes(), secrets, now)
+    }
+
+    #[test]
+    fn v2_canonical_form() {
+        assert_eq!(canonical_path(""), "/");
+        assert_eq!(canonical_path("/omi/tools/a%20b"), "/omi/tools/a%20b");
+        assert_eq!(canonical_path("/x/caf\u{e9}"), "/x/caf%C3%A9");
+        assert_eq!(canonical_query("b=2&a=x+y&a=%2B1"), "a=x%20y&a=%2B1&b=2");
+        let request = SignedRequest {
+            delivery: "d-1",
+            event: "chat_tool",
+            method: "post",
+            path: "/omi/tools/remember",
+            query: "token=abc",
+        };
+        let header = sign_omi_v2(&request, b"{}", CURRENT, T);
+        assert_eq!(
+            verify_omi_v2(&header, &request, b"{}", &[CURRENT], T),
+            Ok(())
+        );
+        assert_eq!(
+            verify_omi_v2(&header, &request, b"{ }", &[CURRENT], T),
+            Err(SignatureError::Mismatch)
+        );
+        let v1_only = header.replace("v2=", "v1=");
+        assert_eq!(
+            verify_omi_v2(&v1_only, &request, b"{}", &[CURRENT], T),
+            Err(SignatureError::Malformed),
+            "a v1 signature never satisfies v2"
+        );
     }
 
     #[test]

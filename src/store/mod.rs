@@ -2,6 +2,7 @@
 //! Every per-user operation takes the caller's `Uid` first and scopes every query by it.
 
 mod ingest;
+mod omi_dev;
 mod outbox;
 mod search;
 pub mod sqlite;
@@ -9,6 +10,7 @@ mod types;
 mod ui;
 
 pub use ingest::*;
+pub use omi_dev::*;
 pub use outbox::*;
 pub use search::*;
 pub use types::*;
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use crate::config::{Config, DatabaseLocation};
 
+use crate::domain::NewTask;
 use crate::domain::{Conversation, KeyId, Memory, MemoryId, MemoryVersion, Task, Timestamp, Uid};
 
 /// Opens the database the configuration names.
@@ -394,4 +397,48 @@ pub trait Store: Send + Sync + 'static {
         uid: &Uid,
         since: Timestamp,
     ) -> Result<Vec<WeekCount>, StoreError>;
+    // Omi-compatible surfaces (omi-dialect): the Developer API, chat tools and MCP.
+    /// Active memories in Omi's scoring order, an offset page of them.
+    async fn memories_by_score(
+        &self,
+        uid: &Uid,
+        query: &ScoredMemoryQuery,
+    ) -> Result<Vec<Memory>, StoreError>;
+    /// Action items newest first; without a page, all of them.
+    async fn find_tasks(&self, uid: &Uid, query: &TaskQuery) -> Result<Vec<Task>, StoreError>;
+    /// Action items the user writes; all are stored or none.
+    async fn create_tasks(
+        &self,
+        uid: &Uid,
+        tasks: Vec<NewTask>,
+        ctx: &Context,
+    ) -> Result<Vec<Task>, StoreError>;
+    async fn delete_task(&self, uid: &Uid, id: &str, ctx: &Context) -> Result<(), StoreError>;
+    /// Conversations newest first, each with its transcript, events and action items.
+    async fn find_conversations(
+        &self,
+        uid: &Uid,
+        query: &ConversationQuery,
+    ) -> Result<Vec<ConversationDetail>, StoreError>;
+    /// Stores a conversation created through an API, once per client session id.
+    async fn create_conversation(
+        &self,
+        uid: &Uid,
+        new: NewConversation,
+        ctx: &Context,
+    ) -> Result<ConversationCreated, StoreError>;
+    async fn update_conversation(
+        &self,
+        uid: &Uid,
+        id: &str,
+        patch: ConversationPatch,
+        ctx: &Context,
+    ) -> Result<ConversationDetail, StoreError>;
+    /// Erases the conversation with its transcript and events; its action items and memories stay.
+    async fn delete_conversation(
+        &self,
+        uid: &Uid,
+        id: &str,
+        ctx: &Context,
+    ) -> Result<(), StoreError>;
 }

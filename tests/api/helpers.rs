@@ -118,3 +118,40 @@ pub async fn problem(response: Response, status: u16) -> Value {
     );
     doc
 }
+
+impl TestApp {
+    /// Creates a user (if needed) and an Omi Developer API key (`omi_dev_…`) for them.
+    pub async fn user_with_omi_dev_key(&self, uid: &str) -> String {
+        self.user_with_key(uid).await;
+        let response = self
+            .admin(Method::POST, &format!("/v1/admin/users/{uid}/keys"))
+            .json(&serde_json::json!({"name": "omi client", "format": "omi_dev"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        body(response).await["key"]
+            .as_str()
+            .expect("key in response")
+            .to_owned()
+    }
+}
+
+/// The names of a JSON object's fields, sorted: to compare a response with a contract's field list.
+pub fn fields(value: &Value) -> Vec<String> {
+    let mut names: Vec<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sorted field names from a list.
+pub fn names(list: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+    names.sort();
+    names
+}

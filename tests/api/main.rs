@@ -4,13 +4,16 @@
 mod helpers;
 
 mod admin;
+mod chat_tools;
 mod cli;
 mod data;
 mod fake_omi;
 mod idempotency;
 mod isolation;
+mod mcp;
 mod memories;
 mod omi_client;
+mod omi_dev;
 mod omi_outbox;
 mod search;
 mod service;

@@ -85,7 +85,7 @@ pub fn list_users(conn: &Connection, page: &PageRequest) -> Result<Page<User>, S
 }
 
 /// Every table with per-user rows; `users` last.
-const USER_TABLES: [&str; 15] = [
+const USER_TABLES: [&str; 17] = [
     "memory_tags",
     "memory_versions",
     "memories",
@@ -100,6 +100,8 @@ const USER_TABLES: [&str; 15] = [
     "live_segments",
     "day_summaries",
     "recordings",
+    "conversation_source_texts",
+    "conversation_client_sessions",
     "users",
 ];
 

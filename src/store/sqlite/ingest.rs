@@ -17,7 +17,7 @@ use crate::store::{
     StoreError, TaskFilter, TaskPatch, TranscriptWork,
 };
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     Uuid::now_v7().to_string()
 }
 
@@ -281,7 +281,7 @@ pub fn forget_done(conn: &Connection, before: Timestamp) -> Result<u64, StoreErr
     .map_err(db_error)
 }
 
-fn apply_conversation(
+pub(super) fn apply_conversation(
     conn: &Connection,
     uid: &Uid,
     work: ConversationWork,
@@ -627,10 +627,10 @@ pub fn conversation(
     })
 }
 
-const TASK_COLUMNS: &str =
+pub(super) const TASK_COLUMNS: &str =
     "id, description, completed, due_at, completed_at, conversation_id, created_at, updated_at";
 
-fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
+pub(super) fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Task> {
     Ok(Task {
         id: r.get(0)?,
         description: r.get(1)?,

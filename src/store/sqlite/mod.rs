@@ -5,6 +5,7 @@ mod audit;
 mod idempotency;
 mod ingest;
 mod memories;
+mod omi_dev;
 mod outbox;
 mod pool;
 mod recordings;
@@ -822,6 +823,92 @@ impl Store for SqliteStore {
         let uid = uid.clone();
         self.pool
             .read(move |c| ui::memories_per_week(c, &uid, since))
+            .await
+    }
+
+    // Omi-compatible surfaces (omi-dialect).
+    async fn memories_by_score(
+        &self,
+        uid: &Uid,
+        query: &ScoredMemoryQuery,
+    ) -> Result<Vec<Memory>, StoreError> {
+        let (uid, query) = (uid.clone(), query.clone());
+        self.pool
+            .read(move |c| omi_dev::memories_by_score(c, &uid, &query))
+            .await
+    }
+
+    async fn find_tasks(&self, uid: &Uid, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
+        let (uid, query) = (uid.clone(), query.clone());
+        self.pool
+            .read(move |c| omi_dev::find_tasks(c, &uid, &query))
+            .await
+    }
+
+    async fn create_tasks(
+        &self,
+        uid: &Uid,
+        tasks: Vec<crate::domain::NewTask>,
+        ctx: &Context,
+    ) -> Result<Vec<Task>, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool
+            .write(move |c| omi_dev::create_tasks(c, &uid, tasks, &ctx))
+            .await
+    }
+
+    async fn delete_task(&self, uid: &Uid, id: &str, ctx: &Context) -> Result<(), StoreError> {
+        let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| omi_dev::delete_task(c, &uid, &id, &ctx))
+            .await
+    }
+
+    async fn find_conversations(
+        &self,
+        uid: &Uid,
+        query: &ConversationQuery,
+    ) -> Result<Vec<ConversationDetail>, StoreError> {
+        let (uid, query) = (uid.clone(), query.clone());
+        self.pool
+            .read(move |c| omi_dev::find_conversations(c, &uid, &query))
+            .await
+    }
+
+    async fn create_conversation(
+        &self,
+        uid: &Uid,
+        new: NewConversation,
+        ctx: &Context,
+    ) -> Result<ConversationCreated, StoreError> {
+        let (uid, ctx) = (uid.clone(), ctx.clone());
+        self.pool
+            .write(move |c| omi_dev::create_conversation(c, &uid, new, &ctx))
+            .await
+    }
+
+    async fn update_conversation(
+        &self,
+        uid: &Uid,
+        id: &str,
+        patch: ConversationPatch,
+        ctx: &Context,
+    ) -> Result<ConversationDetail, StoreError> {
+        let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| omi_dev::update_conversation(c, &uid, &id, patch, &ctx))
+            .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        uid: &Uid,
+        id: &str,
+        ctx: &Context,
+    ) -> Result<(), StoreError> {
+        let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
+        self.pool
+            .write(move |c| omi_dev::delete_conversation(c, &uid, &id, &ctx))
             .await
     }
 }

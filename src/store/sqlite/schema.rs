@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "omi_outbox",
         include_str!("migrations/0006_omi_outbox.sql"),
     ),
+    (
+        7,
+        "omi_dialect",
+        include_str!("migrations/0007_omi_dialect.sql"),
+    ),
     (8, "app_home", include_str!("migrations/0008_app_home.sql")),
 ];
 
