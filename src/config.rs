@@ -267,8 +267,14 @@ impl Config {
         }
         figment = figment
             .merge(
+                // The test harness's own switches share the prefix but are not settings.
                 Env::prefixed("ANGEL_MEMORY_")
-                    .ignore(&["CONFIG"])
+                    .ignore(&[
+                        "CONFIG",
+                        "TEST_BACKEND",
+                        "TEST_POSTGRES_URL",
+                        "REQUIRE_POSTGRES",
+                    ])
                     .split("__"),
             )
             .merge(overrides);

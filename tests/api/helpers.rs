@@ -132,3 +132,12 @@ pub async fn problem(response: Response, status: u16) -> Value {
     );
     doc
 }
+
+/// Keeps a server on the embedded SQLite file whatever `ANGEL_MEMORY_TEST_BACKEND` says: for tests
+/// that open that file themselves.
+pub fn on_sqlite(config: &mut Config) {
+    config.database_url = Some(format!(
+        "sqlite:{}",
+        config.data_dir.join("angel-memory.db").display()
+    ));
+}

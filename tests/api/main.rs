@@ -9,6 +9,7 @@ mod data;
 mod idempotency;
 mod isolation;
 mod memories;
+mod migrate_data;
 mod multi_instance;
 mod search;
 mod service;

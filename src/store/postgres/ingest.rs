@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use super::rows::{col, db_error, is_unique_violation, page_limit, page_of, stored};
+use super::rows::{col, db_error, is_unique_violation, page_limit, page_of, stored, transient};
 use super::{accounts, memories};
 use crate::domain::{
     Conversation, ConversationEvent, Cursor, MemoryId, NewTask, Task, Timestamp, TranscriptSegment,
@@ -72,9 +72,8 @@ pub async fn ingest(
         .await
         .map_err(db_error)?;
     }
-    // Deliveries of one user's events take turns, so the dedupe check below sees every earlier copy
-    // that committed; the unique index catches the rest.
-    accounts::lock_user(c, uid).await?;
+    // No user lock here: acknowledging a webhook never waits for the user's other writes. Two copies
+    // racing past this check meet at the unique index, and the loser runs again and finds the winner.
     if let Some(key) = &event.dedupe_key
         && let Some(repeat) = earlier_copy(c, uid, event.kind, key).await?
     {
@@ -109,9 +108,8 @@ pub async fn ingest(
     .await;
     match inserted {
         Ok(_) => Ok(Ingested::New { event_id, response }),
-        // Cannot happen while the user lock is held; kept as the database's own guarantee.
-        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
-            "this event was recorded by another request".into(),
+        Err(e) if is_unique_violation(&e) => Err(transient(
+            "another copy of this event was recorded at the same moment",
         )),
         Err(e) => Err(db_error(e)),
     }

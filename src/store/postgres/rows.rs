@@ -31,6 +31,11 @@ pub fn db_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// An error after which the transaction runs again (see `transaction!`).
+pub(super) fn transient(reason: &str) -> StoreError {
+    StoreError::Unavailable(format!("{TRANSIENT}: {reason}"))
+}
+
 pub(super) fn is_transient(error: &StoreError) -> bool {
     matches!(error, StoreError::Unavailable(m) if m.starts_with(TRANSIENT))
 }
