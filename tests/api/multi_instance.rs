@@ -304,3 +304,83 @@ async fn several_instances_process_every_event_exactly_once_and_survive_a_kill()
     let _ = admin.close().await;
     drop(servers);
 }
+
+/// The lease on its own, with two stores as two instances: a claimed event is nobody else's until its
+/// lease ends (its worker died); then another instance takes it, and exactly one completion counts.
+#[tokio::test]
+async fn a_claimed_event_is_exclusive_until_its_lease_ends() {
+    use angel_memory::domain::{Timestamp, Uid};
+    use angel_memory::store::postgres::{PgOptions, PostgresStore};
+    use angel_memory::store::*;
+
+    let Some(database) = TestDatabase::create("claim_lease").await else {
+        return;
+    };
+    let options = PgOptions {
+        claim_lease: Duration::from_millis(300),
+        ..PgOptions::default()
+    };
+    let first = PostgresStore::open(&database.url, options.clone())
+        .await
+        .unwrap();
+    let second = PostgresStore::open(&database.url, options).await.unwrap();
+    let uid = Uid::parse(UID).unwrap();
+    let ctx = Context::new(Actor::System, None);
+    let event = NewInboxEvent {
+        kind: EventKind::DaySummary,
+        dedupe_key: Some("only-once".into()),
+        body: b"{}".to_vec(),
+    };
+    let recorded = first
+        .ingest(&uid, true, event.clone(), None, &ctx)
+        .await
+        .unwrap();
+    assert!(matches!(recorded, Ingested::New { .. }));
+    // The same delivery through the other instance is a repeat, not a second event.
+    let again = second.ingest(&uid, true, event, None, &ctx).await.unwrap();
+    assert!(matches!(again, Ingested::Repeat { .. }));
+
+    let claimed = first.due_events(Timestamp::now(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        second
+            .due_events(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the first"
+    );
+    // The first instance "dies" holding it; after the lease the second takes it over.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = second.due_events(Timestamp::now(), 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, claimed[0].id);
+    assert!(
+        second
+            .complete_event(&uid, &taken[0].id, EventWork::Nothing, &ctx)
+            .await
+            .unwrap()
+    );
+    // A late completion by the first instance changes nothing.
+    assert!(
+        !first
+            .complete_event(&uid, &claimed[0].id, EventWork::Nothing, &ctx)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        first
+            .due_events(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = first
+        .inbox(InboxState::Done, PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].attempts, 1);
+}
