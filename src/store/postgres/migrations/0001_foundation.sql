@@ -7,7 +7,7 @@ CREATE TABLE users (
     uid TEXT PRIMARY KEY,
     created_at BIGINT NOT NULL,
     -- The last audit sequence number handed out: bumping it locks the user's row, which orders every
-    -- write of one user across instances (see postgres/mod.rs, `lock_user`).
+    -- write of one user across instances (see postgres/accounts.rs, `lock_user`).
     audit_seq BIGINT NOT NULL DEFAULT 0
 );
 
