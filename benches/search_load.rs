@@ -19,11 +19,14 @@ use std::time::Instant;
 use angel_memory::domain::{Content, ConversationId, Source, Uid};
 use angel_memory::search::embed::EmbeddingSettings;
 use angel_memory::search::{Mode, SearchRequest, Searcher};
+use angel_memory::store::postgres::{PgOptions, PostgresStore};
 use angel_memory::store::sqlite::{PoolOptions, SqliteStore};
 use angel_memory::store::{Actor, Context, NewMemory, SearchFilter, Store};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod support;
 
 const PEOPLE: &[&str] = &[
     "Sam", "Ana", "Ravi", "Mia", "Jon", "Lena", "Omar", "Kai", "Zoe", "Ivan", "Priya", "Tom",
@@ -151,10 +154,19 @@ async fn main() -> ExitCode {
     let memories = env_usize("BENCH_MEMORIES", 100_000);
     let queries = env_usize("BENCH_QUERIES", 300);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("bench.db"), &PoolOptions::default())
-            .expect("open store"),
-    );
+    // BENCH_DATABASE_URL: on a fresh PostgreSQL database instead of a SQLite file.
+    let database = support::BenchDatabase::from_env();
+    let store: Arc<dyn Store> = match &database {
+        Some(database) => Arc::new(
+            PostgresStore::open(&database.url, PgOptions::default())
+                .await
+                .expect("open store"),
+        ),
+        None => Arc::new(
+            SqliteStore::open(&dir.path().join("bench.db"), &PoolOptions::default())
+                .expect("open store"),
+        ),
+    };
     let settings = EmbeddingSettings {
         model_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("models/all-MiniLM-L6-v2"),

@@ -26,7 +26,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded database lives (`angel-memory.db`).
     pub data_dir: PathBuf,
-    /// Overrides the data dir's SQLite file: `sqlite:/path/file.db`.
+    /// Overrides the data dir's SQLite file: `sqlite:/path/file.db`; or `postgres://…` to keep
+    /// everything in PostgreSQL, shared by any number of instances.
     pub database_url: Option<String>,
     /// Bearer token for `/v1/admin/*` and `/metrics`; the admin API is off without it.
     #[serde(skip_serializing)]
@@ -37,6 +38,8 @@ pub struct Config {
     pub limits: Limits,
     pub retention: Retention,
     pub sqlite: SqliteSettings,
+    /// The PostgreSQL backend's pool and queue lease (`[postgres]`); unused on SQLite.
+    pub postgres: PostgresSettings,
     /// The secret token expected as `?token=` in Omi's webhook URLs.
     #[serde(skip_serializing)]
     pub webhook_token: Option<SecretString>,
@@ -247,6 +250,24 @@ pub struct SqliteSettings {
     pub busy_timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    /// Connections each instance keeps open at most.
+    pub max_connections: u32,
+    /// How long a worker owns queue work it claimed; when it dies, others take the work after this.
+    pub claim_lease_ms: u64,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            claim_lease_ms: 60_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -259,6 +280,7 @@ impl Default for Config {
             limits: Limits::default(),
             retention: Retention::default(),
             sqlite: SqliteSettings::default(),
+            postgres: PostgresSettings::default(),
             webhook_token: None,
             omi_signing_secret: None,
             omi_signing_secret_previous: None,
@@ -315,6 +337,8 @@ impl Default for SqliteSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     Sqlite(PathBuf),
+    /// A `postgres://` (or `postgresql://`) connection URL.
+    Postgres(String),
 }
 
 impl Config {
@@ -336,8 +360,14 @@ impl Config {
         }
         figment = figment
             .merge(
+                // The test harness's own switches share the prefix but are not settings.
                 Env::prefixed("ANGEL_MEMORY_")
-                    .ignore(&["CONFIG"])
+                    .ignore(&[
+                        "CONFIG",
+                        "TEST_BACKEND",
+                        "TEST_POSTGRES_URL",
+                        "REQUIRE_POSTGRES",
+                    ])
                     .split("__"),
             )
             .merge(overrides);
@@ -422,6 +452,11 @@ impl Config {
         }
         if self.ui.link_ttl_hours == 0 || self.ui.session_ttl_hours == 0 {
             return invalid("ui.link_ttl_hours and ui.session_ttl_hours must be positive");
+        }
+        if self.postgres.max_connections == 0 || self.postgres.claim_lease_ms == 0 {
+            return invalid(
+                "postgres.max_connections and postgres.claim_lease_ms must be positive",
+            );
         }
         self.database()?;
         Ok(())
@@ -510,12 +545,10 @@ impl Config {
             return Ok(DatabaseLocation::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(ConfigError::Invalid(
-                "database_url: the PostgreSQL backend is not part of this build yet; use sqlite:<path>".into(),
-            ));
+            return Ok(DatabaseLocation::Postgres(url.clone()));
         }
         Err(ConfigError::Invalid(
-            "database_url must start with sqlite:".into(),
+            "database_url must start with sqlite: or postgres://".into(),
         ))
     }
 }

@@ -57,6 +57,72 @@ pub struct Server {
     pub base_url: String,
     pub admin_token: String,
     _data_dir: tempfile::TempDir,
+    /// Dropped after the child is killed (fields drop after `Drop::drop`).
+    _database: Option<BenchDatabase>,
+}
+
+/// `BENCH_DATABASE_URL=postgres://…/db` runs a benchmark on PostgreSQL: on a fresh database created
+/// on that server for the run (dropped afterwards). Unset: SQLite in the temporary data dir.
+pub struct BenchDatabase {
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+/// Runs `work` on a runtime of its own: these helpers are called from the benches' async main,
+/// whose runtime cannot block on a future.
+fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(work)
+    })
+    .join()
+    .expect("the database helper thread")
+}
+
+impl BenchDatabase {
+    pub fn from_env() -> Option<Self> {
+        use sqlx::Connection;
+        let server = std::env::var("BENCH_DATABASE_URL").ok()?;
+        let name = format!("angel_bench_{}", uuid::Uuid::new_v4().simple());
+        let (admin_url, statement) = (server.clone(), format!("CREATE DATABASE {name}"));
+        on_own_runtime(async move {
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect to BENCH_DATABASE_URL");
+            sqlx::query(&statement)
+                .execute(&mut admin)
+                .await
+                .expect("create the benchmark database");
+        });
+        let base = server
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .expect("BENCH_DATABASE_URL needs a database path");
+        let url = format!("{base}/{name}");
+        println!("database: PostgreSQL, fresh database {name}");
+        Some(Self { url, server, name })
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (server, statement) = (
+            self.server.clone(),
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+        on_own_runtime(async move {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                let _ = sqlx::query(&statement).execute(&mut admin).await;
+            }
+        });
+    }
 }
 
 impl Server {
@@ -70,6 +136,7 @@ impl Server {
         let data_dir = tempfile::tempdir().expect("create temporary data dir");
         let port = free_port();
         let admin_token = uuid::Uuid::new_v4().simple().to_string();
+        let database = BenchDatabase::from_env();
         let mut command = Command::new(env!("CARGO_BIN_EXE_angel-memory"));
         command
             .arg("serve")
@@ -78,6 +145,9 @@ impl Server {
             .env("ANGEL_MEMORY_ADMIN_TOKEN", &admin_token)
             .env("ANGEL_MEMORY_RATE_LIMIT__ENABLED", "false")
             .env("RUST_LOG", "warn");
+        if let Some(database) = &database {
+            command.env("ANGEL_MEMORY_DATABASE_URL", &database.url);
+        }
         configure(&mut command, data_dir.path());
         let child = command.spawn().expect("spawn angel-memory serve");
         println!(
@@ -90,6 +160,7 @@ impl Server {
             base_url: format!("http://127.0.0.1:{port}"),
             admin_token,
             _data_dir: data_dir,
+            _database: database,
         }
     }
 

@@ -6,6 +6,7 @@ mod inbox;
 mod manifest;
 mod memories;
 mod omi;
+mod migrate_data;
 mod output;
 mod search;
 mod transfer;
@@ -90,6 +91,8 @@ enum Command {
     /// The app home (web pages under /app): sign-in links.
     #[command(subcommand)]
     Ui(ui::UiCommand),
+    /// Move a deployment from its SQLite file to PostgreSQL, verifying counts and hashes.
+    MigrateData(migrate_data::MigrateDataArgs),
 }
 
 #[derive(Debug, Error)]
@@ -170,38 +173,43 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => {
-            let store = store::open(&config)?;
+            let store = store::open(&config).await?;
             out.line(&format!("database ready: {}", store.describe()));
             Ok(())
         }
-        Command::User(command) => accounts::user(open(&config)?, &config, command, &out).await,
-        Command::Inbox(command) => inbox::run(open(&config)?, command, &out).await,
-        Command::Key(command) => accounts::key(open(&config)?, command, &out).await,
-        Command::Memory(command) => memories::run(open(&config)?, &config, command, &out).await,
+        Command::User(command) => {
+            accounts::user(open(&config).await?, &config, command, &out).await
+        }
+        Command::Inbox(command) => inbox::run(open(&config).await?, command, &out).await,
+        Command::Key(command) => accounts::key(open(&config).await?, command, &out).await,
+        Command::Memory(command) => {
+            memories::run(open(&config).await?, &config, command, &out).await
+        }
         Command::Stats { user } => {
             let uid = crate::domain::Uid::parse(user)?;
-            out.value(&open(&config)?.stats(&uid).await?);
+            out.value(&open(&config).await?.stats(&uid).await?);
             Ok(())
         }
-        Command::Export(args) => transfer::export(open(&config)?, args).await,
-        Command::Import(args) => transfer::import(open(&config)?, args, &out).await,
-        Command::Search(args) => search::search(open(&config)?, &config, args, &out).await,
+        Command::Export(args) => transfer::export(open(&config).await?, args).await,
+        Command::Import(args) => transfer::import(open(&config).await?, args, &out).await,
+        Command::Search(args) => search::search(open(&config).await?, &config, args, &out).await,
         Command::Eval(command) => search::eval(&config, command, &out).await,
         // The manifest is printed from the configuration alone: no database is opened or created.
         Command::Omi(omi::OmiCommand::Manifest(args)) => manifest::run(&config, &args),
-        Command::Omi(command) => omi::run(open(&config)?, &config, command, &out).await,
-        Command::Ui(command) => ui::run(open(&config)?, &config, command, &out).await,
+        Command::Omi(command) => omi::run(open(&config).await?, &config, command, &out).await,
+        Command::Ui(command) => ui::run(open(&config).await?, &config, command, &out).await,
+        Command::MigrateData(args) => migrate_data::run(args, &out).await,
     }
 }
 
-fn open(config: &Config) -> Result<Arc<dyn Store>, CliError> {
-    Ok(store::open(config)?)
+async fn open(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    Ok(store::open(config).await?)
 }
 
 async fn serve(config: Config) -> Result<(), CliError> {
     crate::telemetry::init(config.log_format);
     fetch_local_model(&config).await;
-    let store = store::open(&config)?;
+    let store = store::open(&config).await?;
     let described = store.describe();
     let admin = config.admin_token.is_some();
     let webhooks = if config.webhooks.insecure_accept_unauthenticated {

@@ -4,6 +4,8 @@
 mod ingest;
 mod omi_dev;
 mod outbox;
+pub mod migrate_data;
+pub mod postgres;
 mod search;
 pub mod sqlite;
 mod types;
@@ -25,8 +27,8 @@ use crate::config::{Config, DatabaseLocation};
 use crate::domain::NewTask;
 use crate::domain::{Conversation, KeyId, Memory, MemoryId, MemoryVersion, Task, Timestamp, Uid};
 
-/// Opens the database the configuration names.
-pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the database the configuration names (connecting and migrating, for PostgreSQL).
+pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     let location = config
         .database()
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -38,6 +40,15 @@ pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
                 busy_timeout: Duration::from_millis(config.sqlite.busy_timeout_ms),
             };
             Ok(Arc::new(sqlite::SqliteStore::open(&path, &options)?))
+        }
+        DatabaseLocation::Postgres(url) => {
+            let options = postgres::PgOptions {
+                max_connections: config.postgres.max_connections,
+                claim_lease: Duration::from_millis(config.postgres.claim_lease_ms),
+            };
+            Ok(Arc::new(
+                postgres::PostgresStore::open(&url, options).await?,
+            ))
         }
     }
 }

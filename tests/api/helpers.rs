@@ -14,6 +14,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
     pub dir: TempDir,
+    /// The server's own PostgreSQL database when the tests run on PostgreSQL; dropped with the app.
+    _database: Option<crate::test_database::TestDatabase>,
 }
 
 /// Starts a server with test settings; `adjust` may change the configuration first.
@@ -31,7 +33,18 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     // start a second of CPU, and its worker would compete with the feature under test.
     config.embedding.model_dir = dir.path().join("no-embedding-model");
     adjust(&mut config);
-    let store = store::open(&config).expect("open store");
+    // ANGEL_MEMORY_TEST_BACKEND=postgres: the same tests, each server on a fresh PostgreSQL database.
+    let database =
+        if crate::test_database::http_tests_use_postgres() && config.database_url.is_none() {
+            let database = crate::test_database::TestDatabase::create("this test")
+                .await
+                .expect("ANGEL_MEMORY_TEST_BACKEND=postgres needs a reachable PostgreSQL");
+            config.database_url = Some(database.url.clone());
+            Some(database)
+        } else {
+            None
+        };
+    let store = store::open(&config).await.expect("open store");
     let app = Application::build(config, store).await.expect("build app");
     let addr = app.local_addr();
     tokio::spawn(app.run(std::future::pending()));
@@ -39,6 +52,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         addr,
         client: Client::new(),
         dir,
+        _database: database,
     }
 }
 
@@ -154,4 +168,13 @@ pub fn names(list: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
     names.sort();
     names
+}
+
+/// Keeps a server on the embedded SQLite file whatever `ANGEL_MEMORY_TEST_BACKEND` says: for tests
+/// that open that file themselves.
+pub fn on_sqlite(config: &mut Config) {
+    config.database_url = Some(format!(
+        "sqlite:{}",
+        config.data_dir.join("angel-memory.db").display()
+    ));
 }

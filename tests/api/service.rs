@@ -25,7 +25,7 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn readiness_fails_when_the_database_cannot_be_written() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(crate::helpers::on_sqlite).await;
     // Another process holding the write lock makes the database unusable for writes.
     let blocker = rusqlite::Connection::open(app.dir.path().join("angel-memory.db")).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();

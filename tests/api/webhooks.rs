@@ -766,6 +766,7 @@ async fn failing_events_go_dead_and_an_operator_can_retry_them() {
     let app = spawn_app_with(|c| {
         c.webhook_token = Some(TOKEN.to_owned().into());
         c.webhooks.max_attempts = 1;
+        crate::helpers::on_sqlite(c);
     })
     .await;
     app.user_with_key(UID).await;
