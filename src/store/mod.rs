@@ -2,9 +2,9 @@
 //! Every per-user operation takes the caller's `Uid` first and scopes every query by it.
 
 mod ingest;
+pub mod migrate_data;
 mod omi_dev;
 mod outbox;
-pub mod migrate_data;
 pub mod postgres;
 mod search;
 pub mod sqlite;
