@@ -739,6 +739,8 @@ mod store {
         let vectors = store.load_vectors(&alice, &m).await.unwrap();
         assert_eq!(vectors.ids, vec![first.id]);
         assert_eq!(vectors.data, vec![0.6, 0.8, 0.0]);
+        // With when each remembered thing happened (dates in questions rank by it).
+        assert_eq!(vectors.occurred_at, vec![first.occurred_at]);
 
         // An edit makes the vector stale: pending again, queued, and out of vector search.
         let generation = store.search_generation(&alice).await.unwrap();

@@ -198,7 +198,8 @@ pub async fn load_vectors(
     let rows = sqlx::query(
         "SELECT e.memory_id, e.vector, m.conversation_id,
                 CASE WHEN strpos(m.content, ':') BETWEEN 2 AND 41
-                     THEN substr(m.content, 1, strpos(m.content, ':') - 1) END
+                     THEN substr(m.content, 1, strpos(m.content, ':') - 1) END,
+                m.occurred_at
          FROM memory_embeddings e
          JOIN memories m ON m.uid = e.uid AND m.id = e.memory_id
          WHERE e.uid = $1 AND e.model = $2 AND e.revision = $3 AND e.dim = $4 AND e.vector IS NOT NULL
@@ -231,6 +232,7 @@ pub async fn load_vectors(
             *speakers.entry(prefix.clone()).or_insert(0usize) += 1;
         }
         out.speaker_labels.push(label);
+        out.occurred_at.push(Timestamp::from_micros(col(r, 4)?));
         out.ids.push(stored(MemoryId::parse(&id))?);
         out.data.extend(
             blob.chunks_exact(4)

@@ -70,8 +70,14 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
             "the database is at schema version {current}, newer than this build knows ({newest}); upgrade angel-memory"
         )));
     }
+    // Every migration not recorded yet, not only those above the newest recorded: branches that
+    // add migrations in parallel may land in any order.
+    let recorded: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(super::db_error)?;
     let mut applied = 0;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !recorded.contains(&m.0)) {
         let tx = conn.transaction().map_err(super::db_error)?;
         tx.execute_batch(sql).map_err(super::db_error)?;
         tx.execute(
@@ -83,4 +89,32 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
         applied += 1;
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_a_missing_migration_below_the_newest() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
+        assert_eq!(migrate(&mut conn).unwrap(), 0);
+        // As if migration 5 had landed after 6–8 were applied: its trigger still there, unrecorded.
+        conn.execute_batch(
+            "DELETE FROM schema_migrations WHERE version = 5;
+             CREATE TRIGGER transcript_fts_insert AFTER INSERT ON transcript_segments BEGIN SELECT 1; END;
+             CREATE TRIGGER transcript_fts_delete AFTER DELETE ON transcript_segments BEGIN SELECT 1; END;",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        let triggers: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'transcript_fts_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(triggers, 0);
+    }
 }
