@@ -31,6 +31,11 @@ const POLL: Duration = Duration::from_secs(1);
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Depth gauges and the recorded upstream status are refreshed at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_secs(2);
+/// A round starts no call later than this after reading its items. On PostgreSQL reading claims them
+/// for `postgres.claim_lease_ms` (60 s by default); a call started within the budget ends (request
+/// timeout) before the lease does, so no other instance takes an item while it is being sent. What a
+/// round leaves is read again: at once on SQLite, after the lease on PostgreSQL.
+const ROUND_BUDGET: Duration = Duration::from_secs(20);
 
 /// What the worker saw last, for status pages. Errors are kept as kind and status only: Omi's detail
 /// can echo one user's content, and this is shown to every user.
@@ -115,8 +120,8 @@ impl OutboxWorker {
                 }
             };
             let full = due.len() == BATCH as usize;
-            let stopped_by_breaker = self.deliver_all(&client, due).await;
-            if !full && !stopped_by_breaker {
+            let stopped_early = self.deliver_all(&client, due).await;
+            if !full && !stopped_early {
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(POLL) => {}
@@ -125,12 +130,17 @@ impl OutboxWorker {
         }
     }
 
-    /// Sends the items in groups (one call per group); `true` when the breaker stopped the round.
+    /// Sends the items in groups (one call per group); `true` when the round stopped early: the
+    /// breaker opened, or the round used up its budget (see [`ROUND_BUDGET`]).
     async fn deliver_all(&self, client: &OmiClient, due: Vec<OutboxItem>) -> bool {
+        let started = tokio::time::Instant::now();
         // Omi rate-limits per app and user: once a user is limited, their other items this round wait
         // as long, without a call each.
         let mut limited: BTreeMap<Uid, Timestamp> = BTreeMap::new();
         for group in self.groups(due) {
+            if started.elapsed() >= ROUND_BUDGET {
+                return true;
+            }
             let Some(uid) = group.first().map(|i| i.uid.clone()) else {
                 continue;
             };

@@ -261,9 +261,54 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("search_generations", &[("uid", Text), ("generation", Int)]),
+    (
+        "omi_sync_settings",
+        &[
+            ("uid", Text),
+            ("push_memories", Bool),
+            ("push_tags", Text),
+            ("push_categories", Text),
+            ("push_sources", Text),
+            ("notify_events", Text),
+            ("updated_at", Int),
+        ],
+    ),
+    (
+        "omi_pull_checkpoints",
+        &[
+            ("uid", Text),
+            ("resource", Text),
+            ("next_offset", Int),
+            ("updated_at", Int),
+        ],
+    ),
+    (
+        "omi_upstream_status",
+        &[("upstream", Text), ("status", Text), ("updated_at", Int)],
+    ),
+    // Filled by triggers while memories and conversations are copied (were settings copied first):
+    // emptied, then copied as they are, with their states and request ids.
+    (
+        "omi_outbox",
+        &[
+            ("uid", Text),
+            ("id", Text),
+            ("kind", Text),
+            ("dedupe_key", Text),
+            ("memory_id", Text),
+            ("request_id", Text),
+            ("payload", Text),
+            ("state", Text),
+            ("attempts", Int),
+            ("next_attempt_at", Int),
+            ("last_error", Text),
+            ("created_at", Int),
+            ("delivered_at", Int),
+        ],
+    ),
 ];
 
-const TRIGGER_FILLED: [&str; 2] = ["embedding_queue", "search_generations"];
+const TRIGGER_FILLED: [&str; 3] = ["embedding_queue", "search_generations", "omi_outbox"];
 
 /// Rows per INSERT: well under PostgreSQL's 65,535 bind parameters for the widest table.
 const BATCH: usize = 500;

@@ -134,6 +134,64 @@ pub struct SyncSettings {
     pub updated_at: Option<Timestamp>,
 }
 
+impl NotifyEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MemoryCreated => "memory_created",
+            Self::ConversationProcessed => "conversation_processed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::MemoryCreated, Self::ConversationProcessed]
+            .into_iter()
+            .find(|e| e.as_str() == raw)
+    }
+}
+
+/// The filter lists of [`SyncSettings`] as both backends store them: JSON arrays of strings in text
+/// columns (tags, categories, sources, notify events), which their triggers read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSyncLists {
+    pub tags: String,
+    pub categories: String,
+    pub sources: String,
+    pub notify: String,
+}
+
+impl SyncSettings {
+    pub fn stored_lists(&self) -> StoredSyncLists {
+        fn json(items: Vec<&str>) -> String {
+            serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
+        }
+        StoredSyncLists {
+            tags: json(self.tags.iter().map(Tag::as_str).collect()),
+            categories: json(self.categories.iter().map(|c| c.as_str()).collect()),
+            sources: json(self.sources.iter().map(|s| s.as_str()).collect()),
+            notify: json(self.notify.iter().map(|e| e.as_str()).collect()),
+        }
+    }
+
+    /// Settings read back; entries that no longer parse (a changed vocabulary) are left out.
+    pub fn from_stored(push_memories: bool, lists: &StoredSyncLists, updated_at: i64) -> Self {
+        fn parse<T>(json: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
+            serde_json::from_str::<Vec<String>>(json)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| parse(s))
+                .collect()
+        }
+        Self {
+            push_memories,
+            tags: parse(&lists.tags, |s| Tag::parse(s).ok()),
+            categories: parse(&lists.categories, |s| Category::parse(s).ok()),
+            sources: parse(&lists.sources, |s| s.parse::<Source>().ok()),
+            notify: parse(&lists.notify, NotifyEvent::parse),
+            updated_at: Some(Timestamp::from_micros(updated_at)),
+        }
+    }
+}
+
 /// What the server last recorded about an Omi upstream (breaker, last error).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UpstreamStatus {

@@ -39,6 +39,24 @@ async fn fill(store: &dyn Store) -> String {
     store.create_user(&bob).await.unwrap();
     let (secret, key) = new_key(KeyName::parse("laptop").unwrap());
     store.create_key(&alice, key, &ctx()).await.unwrap();
+    // Alice sends her memories to Omi: they leave items in the outbox.
+    let sync = SyncSettings {
+        push_memories: true,
+        notify: vec![NotifyEvent::MemoryCreated],
+        ..SyncSettings::default()
+    };
+    store.set_omi_sync_settings(&alice, sync).await.unwrap();
+    store
+        .set_omi_pull_checkpoint(&alice, "memories", Some(100))
+        .await
+        .unwrap();
+    store
+        .record_omi_status(
+            "api.omi.me",
+            serde_json::json!({"breaker": {"state": "closed"}}),
+        )
+        .await
+        .unwrap();
     let first = store
         .create_memory(&alice, memory("Sam drives a red Volvo", &["cars"]), &ctx())
         .await
@@ -200,6 +218,22 @@ async fn assert_same(a: &dyn Store, b: &dyn Store, key_hash: &str) {
         a.authenticate(key_hash).await.unwrap(),
         b.authenticate(key_hash).await.unwrap()
     );
+    let alice = Uid::parse("alice").unwrap();
+    let outbox = pending_outbox(a).await;
+    assert!(!outbox.is_empty(), "alice's memories wait for Omi");
+    assert_eq!(outbox, pending_outbox(b).await, "the outbox");
+    assert_eq!(
+        a.omi_sync_settings(&alice).await.unwrap(),
+        b.omi_sync_settings(&alice).await.unwrap()
+    );
+    assert_eq!(
+        b.omi_pull_checkpoint(&alice, "memories").await.unwrap(),
+        Some(100)
+    );
+    assert_eq!(
+        a.omi_statuses().await.unwrap(),
+        b.omi_statuses().await.unwrap()
+    );
     assert_eq!(
         a.inbox(InboxState::Pending, PageRequest::first(10))
             .await
@@ -210,7 +244,6 @@ async fn assert_same(a: &dyn Store, b: &dyn Store, key_hash: &str) {
             .unwrap()
             .items
     );
-    let alice = Uid::parse("alice").unwrap();
     let (ia, ib) = (
         a.idempotency_begin(
             &alice,
@@ -233,6 +266,14 @@ async fn assert_same(a: &dyn Store, b: &dyn Store, key_hash: &str) {
     );
     assert!(matches!(ia, IdempotencyBegin::Replay(_)));
     assert_eq!(ia, ib);
+}
+
+async fn pending_outbox(store: &dyn Store) -> Vec<OutboxEntry> {
+    store
+        .outbox(OutboxState::Pending, PageRequest::first(50))
+        .await
+        .unwrap()
+        .items
 }
 
 fn migrate(from: &std::path::Path, to: &str) -> std::process::Output {

@@ -12,6 +12,7 @@ mod audit;
 mod idempotency;
 mod ingest;
 mod memories;
+mod outbox;
 mod recordings;
 mod rows;
 mod schema;
@@ -635,85 +636,100 @@ impl Store for PostgresStore {
     }
 
     // Omi client (omi-client): the outbox of writes to Omi, sync settings, pull checkpoints.
-    #[allow(unused_variables)]
     async fn omi_sync_settings(&self, uid: &Uid) -> Result<SyncSettings, StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::sync_settings(c, uid))
     }
-    #[allow(unused_variables)]
+
     async fn set_omi_sync_settings(
         &self,
         uid: &Uid,
         settings: SyncSettings,
     ) -> Result<SyncSettings, StoreError> {
-        Err(unported("the Omi outbox"))
+        transaction!(self, |c| outbox::set_sync_settings(
+            c,
+            uid,
+            settings.clone()
+        ))
     }
-    #[allow(unused_variables)]
+
     async fn due_outbox(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
-        Err(unported("the Omi outbox"))
+        let lease = i64::try_from(self.options.claim_lease.as_micros()).unwrap_or(i64::MAX);
+        transaction!(self, |c| outbox::claim_due(
+            c,
+            &self.instance,
+            now,
+            lease,
+            limit
+        ))
     }
-    #[allow(unused_variables)]
+
     async fn settle_outbox(
         &self,
         outcomes: Vec<(Uid, String, OutboxOutcome)>,
     ) -> Result<(), StoreError> {
-        Err(unported("the Omi outbox"))
+        transaction!(self, |c| outbox::settle(c, outcomes.clone()))
     }
-    #[allow(unused_variables)]
+
     async fn outbox(
         &self,
         state: OutboxState,
         page: PageRequest,
     ) -> Result<Page<OutboxEntry>, StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::list(c, state, &page))
     }
-    #[allow(unused_variables)]
+
     async fn retry_outbox(&self, id: &str) -> Result<OutboxEntry, StoreError> {
-        Err(unported("the Omi outbox"))
+        transaction!(self, |c| outbox::retry(c, id))
     }
-    #[allow(unused_variables)]
+
     async fn outbox_counts(&self, uid: Option<&Uid>) -> Result<OutboxCounts, StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::counts(c, uid))
     }
-    #[allow(unused_variables)]
+
     async fn forget_delivered_outbox(&self, before: Timestamp) -> Result<u64, StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::forget_delivered(c, before))
     }
-    #[allow(unused_variables)]
+
     async fn omi_pull_checkpoint(
         &self,
         uid: &Uid,
         resource: &str,
     ) -> Result<Option<u32>, StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::checkpoint(c, uid, resource))
     }
-    #[allow(unused_variables)]
+
     async fn set_omi_pull_checkpoint(
         &self,
         uid: &Uid,
         resource: &str,
         next_offset: Option<u32>,
     ) -> Result<(), StoreError> {
-        Err(unported("the Omi outbox"))
+        transaction!(self, |c| outbox::set_checkpoint(
+            c,
+            uid,
+            resource,
+            next_offset
+        ))
     }
-    #[allow(unused_variables)]
+
     async fn save_pulled_tasks(
         &self,
         uid: &Uid,
         tasks: Vec<crate::domain::NewTask>,
     ) -> Result<u64, StoreError> {
-        Err(unported("the Omi outbox"))
+        transaction!(self, |c| outbox::save_tasks(c, uid, tasks.clone()))
     }
-    #[allow(unused_variables)]
+
     async fn record_omi_status(
         &self,
         upstream: &str,
         status: serde_json::Value,
     ) -> Result<(), StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::record_status(c, upstream, &status))
     }
-    #[allow(unused_variables)]
+
     async fn omi_statuses(&self) -> Result<Vec<UpstreamStatus>, StoreError> {
-        Err(unported("the Omi outbox"))
+        read!(self, |c| outbox::statuses(c))
     }
 
     // App home (web UI): browser sessions, and counts for its charts.

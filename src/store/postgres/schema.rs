@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fts_background_merge",
         include_str!("migrations/0004_fts_background_merge.sql"),
     ),
+    (
+        6,
+        "omi_outbox",
+        include_str!("migrations/0006_omi_outbox.sql"),
+    ),
 ];
 
 /// Any constant: instances starting together take turns migrating under this advisory lock.
@@ -59,11 +64,11 @@ async fn apply(conn: &mut sqlx::PgConnection) -> Result<usize, StoreError> {
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    let current: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db_error)?;
+    let seen: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let current = seen.iter().copied().max().unwrap_or(0);
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > newest {
         return Err(StoreError::Unavailable(format!(
@@ -71,7 +76,9 @@ async fn apply(conn: &mut sqlx::PgConnection) -> Result<usize, StoreError> {
         )));
     }
     let mut applied = 0;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    // Each version the database lacks, not only those above its newest: numbers are assigned per
+    // feature, so one merged later than a higher one still gets applied.
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !seen.contains(&m.0)) {
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(db_error)?;

@@ -2,26 +2,13 @@
 //! the transaction that writes the memory or conversation; this file reads and settles them.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use std::str::FromStr;
 
 use super::{db_error, stored};
-use crate::domain::{Category, Cursor, NewTask, Source, Tag, Timestamp, Uid};
+use crate::domain::{Cursor, NewTask, Timestamp, Uid};
 use crate::store::{
-    NotifyEvent, OutboxCounts, OutboxEntry, OutboxItem, OutboxKind, OutboxOutcome, OutboxState,
-    Page, PageRequest, StoreError, SyncSettings,
+    OutboxCounts, OutboxEntry, OutboxItem, OutboxKind, OutboxOutcome, OutboxState, Page,
+    PageRequest, StoreError, StoredSyncLists, SyncSettings,
 };
-
-fn json_list<T: serde::Serialize>(items: &[T]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
-}
-
-fn parse_list<T>(json: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
-    serde_json::from_str::<Vec<String>>(json)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|s| parse(s))
-        .collect()
-}
 
 pub fn sync_settings(conn: &Connection, uid: &Uid) -> Result<SyncSettings, StoreError> {
     super::accounts::require_user(conn, uid)?;
@@ -47,16 +34,13 @@ pub fn sync_settings(conn: &Connection, uid: &Uid) -> Result<SyncSettings, Store
     let Some((push, tags, categories, sources, notify, updated_at)) = row else {
         return Ok(SyncSettings::default());
     };
-    Ok(SyncSettings {
-        push_memories: push,
-        tags: parse_list(&tags, |s| Tag::parse(s).ok()),
-        categories: parse_list(&categories, |s| Category::parse(s).ok()),
-        sources: parse_list(&sources, |s| Source::from_str(s).ok()),
-        notify: parse_list(&notify, |s| {
-            serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-        }),
-        updated_at: Some(Timestamp::from_micros(updated_at)),
-    })
+    let lists = StoredSyncLists {
+        tags,
+        categories,
+        sources,
+        notify,
+    };
+    Ok(SyncSettings::from_stored(push, &lists, updated_at))
 }
 
 pub fn set_sync_settings(
@@ -65,16 +49,7 @@ pub fn set_sync_settings(
     settings: SyncSettings,
 ) -> Result<SyncSettings, StoreError> {
     super::accounts::require_user(conn, uid)?;
-    let notify: Vec<&str> = settings
-        .notify
-        .iter()
-        .map(|e| match e {
-            NotifyEvent::MemoryCreated => "memory_created",
-            NotifyEvent::ConversationProcessed => "conversation_processed",
-        })
-        .collect();
-    let categories: Vec<&str> = settings.categories.iter().map(|c| c.as_str()).collect();
-    let sources: Vec<&str> = settings.sources.iter().map(|s| s.as_str()).collect();
+    let lists = settings.stored_lists();
     let now = Timestamp::now();
     conn.prepare_cached(
         "INSERT INTO omi_sync_settings (uid, push_memories, push_tags, push_categories, push_sources, notify_events, updated_at)
@@ -87,10 +62,10 @@ pub fn set_sync_settings(
         s.execute(params![
             uid.as_str(),
             settings.push_memories,
-            json_list(&settings.tags),
-            json_list(&categories),
-            json_list(&sources),
-            json_list(&notify),
+            lists.tags,
+            lists.categories,
+            lists.sources,
+            lists.notify,
             now.as_micros()
         ])
     })
