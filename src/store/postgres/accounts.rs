@@ -95,7 +95,7 @@ pub async fn list_users(
 }
 
 /// Every table with per-user rows; `users` last.
-pub const USER_TABLES: [&str; 17] = [
+pub const USER_TABLES: [&str; 20] = [
     "memory_tags",
     "memory_versions",
     "memory_embeddings",
@@ -112,6 +112,9 @@ pub const USER_TABLES: [&str; 17] = [
     "live_segments",
     "day_summaries",
     "recordings",
+    "conversation_source_texts",
+    "conversation_client_sessions",
+    "ui_sessions",
     "users",
 ];
 

@@ -23,6 +23,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fts_background_merge",
         include_str!("migrations/0004_fts_background_merge.sql"),
     ),
+    (
+        7,
+        "omi_dialect",
+        include_str!("migrations/0007_omi_dialect.sql"),
+    ),
+    (8, "app_home", include_str!("migrations/0008_app_home.sql")),
 ];
 
 /// Any constant: instances starting together take turns migrating under this advisory lock.
@@ -59,11 +65,13 @@ async fn apply(conn: &mut sqlx::PgConnection) -> Result<usize, StoreError> {
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    let current: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db_error)?;
+    // Every version not applied yet, not only those above the highest: numbers are assigned per
+    // feature, so a database may have met a later one (e.g. 7) before an earlier one (6) existed.
+    let seen: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let current = seen.iter().copied().max().unwrap_or(0);
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > newest {
         return Err(StoreError::Unavailable(format!(
@@ -71,7 +79,7 @@ async fn apply(conn: &mut sqlx::PgConnection) -> Result<usize, StoreError> {
         )));
     }
     let mut applied = 0;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !seen.contains(&m.0)) {
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(db_error)?;
