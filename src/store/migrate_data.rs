@@ -198,6 +198,26 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "conversation_source_texts",
+        &[
+            ("uid", Text),
+            ("conversation_id", Text),
+            ("text", Text),
+            ("text_source", Text),
+            ("text_source_spec", Text),
+        ],
+    ),
+    (
+        "conversation_client_sessions",
+        &[
+            ("uid", Text),
+            ("client_session_id", Text),
+            ("conversation_id", Text),
+            ("deleted_at", Int),
+            ("created_at", Int),
+        ],
+    ),
+    (
         "live_segments",
         &[
             ("uid", Text),
@@ -234,6 +254,18 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("bytes", Int),
             ("started_at", Int),
             ("last_chunk_at", Int),
+        ],
+    ),
+    (
+        "ui_sessions",
+        &[
+            ("uid", Text),
+            ("token_hash", Text),
+            ("id", Text),
+            ("csrf_token", Text),
+            ("method", Text),
+            ("created_at", Int),
+            ("expires_at", Int),
         ],
     ),
     (

@@ -41,6 +41,24 @@ impl OmiScoring {
         }
     }
 
+    /// The same order as an SQL `ORDER BY` list over `memories` (valid in SQLite and PostgreSQL):
+    /// manual first, then the lower category boost (999 − boost is larger), then the newest.
+    pub fn order_by() -> String {
+        let manual = Self::MANUAL_SOURCES
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let boosts = Category::ALL
+            .iter()
+            .map(|c| format!("WHEN '{}' THEN {}", c.as_str(), Self::boost(*c)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!(
+            "(source IN ({manual})) DESC, (CASE category {boosts} ELSE 0 END) ASC, created_at / 1000000 DESC, id DESC"
+        )
+    }
+
     pub fn of(memory: &Memory) -> String {
         format!(
             "{:02}_{:02}_{:010}",

@@ -60,3 +60,21 @@ pub struct WeekCount {
     pub week_start: Timestamp,
     pub count: u64,
 }
+
+impl WeekCount {
+    /// A week, in the microseconds timestamps are stored in.
+    pub const WEEK_MICROS: i64 = 7 * 86_400_000_000;
+    /// The Unix epoch was a Thursday; weeks start on the Monday four days later. Both stores number a
+    /// memory's week as `(created_at - MONDAY_OFFSET_MICROS) / WEEK_MICROS` in SQL.
+    pub const MONDAY_OFFSET_MICROS: i64 = 4 * 86_400_000_000;
+
+    /// The count of the week numbered `week` as above.
+    pub fn of_week(week: i64, count: i64) -> Self {
+        Self {
+            week_start: Timestamp::from_micros(
+                week * Self::WEEK_MICROS + Self::MONDAY_OFFSET_MICROS,
+            ),
+            count: count.max(0) as u64,
+        }
+    }
+}

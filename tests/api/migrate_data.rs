@@ -3,7 +3,9 @@
 //! a recording — moves to PostgreSQL, and both stores then answer every question the same way.
 //! Skipped when no PostgreSQL is reachable (required in CI).
 
-use angel_memory::domain::{Content, KeyName, Source, Tags, Timestamp, Uid};
+use angel_memory::domain::{
+    Content, Conversation, KeyName, NewTask, Source, Tags, TaskDescription, Timestamp, Uid,
+};
 use angel_memory::http::new_key;
 use angel_memory::store::postgres::{PgOptions, PostgresStore};
 use angel_memory::store::sqlite::{PoolOptions, SqliteStore};
@@ -153,7 +155,98 @@ async fn fill(store: &dyn Store) -> String {
         )
         .await
         .unwrap();
+    // The Developer API's conversations (one kept, one deleted, both with a client session id), an
+    // action item the user wrote, and a browser session of the app home.
+    for (session, text) in [("client-1", "Kept"), ("client-2", "Deleted later")] {
+        let created = store
+            .create_conversation(&alice, api_conversation(session, text), &ctx())
+            .await
+            .unwrap();
+        if session == "client-2" {
+            let ConversationCreated::New(c) = created else {
+                panic!("a new client session creates a conversation")
+            };
+            store
+                .delete_conversation(&alice, &c.id, &ctx())
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .create_tasks(
+            &alice,
+            vec![NewTask {
+                origin: "api:task-1".into(),
+                description: TaskDescription::parse("Call Sam back").unwrap(),
+                completed: false,
+                due_at: None,
+                conversation_id: None,
+            }],
+            &ctx(),
+        )
+        .await
+        .unwrap();
+    store
+        .create_ui_session(
+            &alice,
+            NewUiSession {
+                id: uuid::Uuid::new_v4(),
+                token_hash: "session-token-hash".into(),
+                csrf_token: "csrf".into(),
+                method: SignInMethod::Link,
+                expires_at: Timestamp::from_micros(now.as_micros() + 86_400_000_000),
+            },
+            &ctx(),
+        )
+        .await
+        .unwrap();
     secret.hash()
+}
+
+fn api_conversation(client_session_id: &str, text: &str) -> NewConversation {
+    let now = Timestamp::now();
+    NewConversation {
+        conversation: Conversation {
+            id: uuid::Uuid::new_v4().to_string(),
+            title: text.into(),
+            overview: String::new(),
+            emoji: "🧠".into(),
+            category: "other".into(),
+            source: "external_integration".into(),
+            language: "en".into(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: Some(now),
+            discarded: false,
+            imported_by_this_app: false,
+            geolocation: None,
+            folder_name: None,
+            apps_results: Vec::new(),
+            memory_id: None,
+            deliveries: 0,
+            updated_at: now,
+        },
+        segments: Vec::new(),
+        source_text: Some(SourceText {
+            text: text.into(),
+            text_source: "other_text".into(),
+            text_source_spec: None,
+        }),
+        client_session_id: Some(client_session_id.into()),
+    }
+}
+
+/// What a retry of a client session's create returns: the conversation's id, and whether it is gone.
+async fn retried(store: &dyn Store, uid: &Uid, session: &str) -> (String, bool) {
+    match store
+        .create_conversation(uid, api_conversation(session, "Retry"), &ctx())
+        .await
+        .unwrap()
+    {
+        ConversationCreated::Existing(c) => (c.id, false),
+        ConversationCreated::Deleted { id } => (id, true),
+        ConversationCreated::New(c) => panic!("a retry created conversation {}", c.id),
+    }
 }
 
 async fn all_exported(store: &dyn Store, uid: &Uid) -> Vec<ExportedMemory> {
@@ -243,6 +336,45 @@ async fn assert_same(a: &dyn Store, b: &dyn Store, key_hash: &str) {
             .await
             .unwrap()
             .items
+    );
+    let alice = Uid::parse("alice").unwrap();
+    let conversations = ConversationQuery {
+        created_from: None,
+        created_until: None,
+        categories: Vec::new(),
+        include_discarded: true,
+        page: OffsetPage {
+            limit: 10,
+            offset: 0,
+        },
+    };
+    assert_eq!(
+        a.find_conversations(&alice, &conversations).await.unwrap(),
+        b.find_conversations(&alice, &conversations).await.unwrap(),
+        "conversations"
+    );
+    for session in ["client-1", "client-2"] {
+        assert_eq!(
+            retried(a, &alice, session).await,
+            retried(b, &alice, session).await,
+            "client session {session}"
+        );
+    }
+    assert_eq!(
+        a.find_tasks(&alice, &TaskQuery::default()).await.unwrap(),
+        b.find_tasks(&alice, &TaskQuery::default()).await.unwrap(),
+        "tasks"
+    );
+    let session = a
+        .ui_session("session-token-hash", Timestamp::now())
+        .await
+        .unwrap();
+    assert!(session.is_some());
+    assert_eq!(
+        session,
+        b.ui_session("session-token-hash", Timestamp::now())
+            .await
+            .unwrap()
     );
     let (ia, ib) = (
         a.idempotency_begin(

@@ -95,7 +95,7 @@ pub async fn list_users(
 }
 
 /// Every table with per-user rows; `users` last.
-pub const USER_TABLES: [&str; 20] = [
+pub const USER_TABLES: [&str; 23] = [
     "memory_tags",
     "memory_versions",
     "memory_embeddings",
@@ -115,6 +115,9 @@ pub const USER_TABLES: [&str; 20] = [
     "omi_outbox",
     "omi_sync_settings",
     "omi_pull_checkpoints",
+    "conversation_source_texts",
+    "conversation_client_sessions",
+    "ui_sessions",
     "users",
 ];
 

@@ -20,7 +20,7 @@ use crate::store::{
     StoreError, TaskFilter, TaskPatch, TranscriptWork,
 };
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     Uuid::now_v7().to_string()
 }
 
@@ -361,7 +361,7 @@ pub async fn forget_done(c: &mut PgConnection, before: Timestamp) -> Result<u64,
         .map_err(db_error)
 }
 
-async fn apply_conversation(
+pub(super) async fn apply_conversation(
     c: &mut PgConnection,
     uid: &Uid,
     work: ConversationWork,
@@ -703,10 +703,10 @@ pub async fn conversation(
     })
 }
 
-const TASK_COLUMNS: &str =
+pub(super) const TASK_COLUMNS: &str =
     "id, description, completed, due_at, completed_at, conversation_id, created_at, updated_at";
 
-fn task_from_row(r: &PgRow) -> Result<Task, StoreError> {
+pub(super) fn task_from_row(r: &PgRow) -> Result<Task, StoreError> {
     Ok(Task {
         id: col(r, 0)?,
         description: col(r, 1)?,
@@ -749,7 +749,7 @@ pub async fn tasks(
     }))
 }
 
-async fn task(c: &mut PgConnection, uid: &Uid, id: &str) -> Result<Task, StoreError> {
+pub(super) async fn task(c: &mut PgConnection, uid: &Uid, id: &str) -> Result<Task, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE uid = $1 AND id = $2"
     ))

@@ -12,11 +12,13 @@ mod audit;
 mod idempotency;
 mod ingest;
 mod memories;
+mod omi_dev;
 mod outbox;
 mod recordings;
 mod rows;
 mod schema;
 mod search;
+mod ui;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
@@ -733,85 +735,88 @@ impl Store for PostgresStore {
     }
 
     // App home (web UI): browser sessions, and counts for its charts.
-    #[allow(unused_variables)]
     async fn create_ui_session(
         &self,
         uid: &Uid,
         session: NewUiSession,
         ctx: &Context,
     ) -> Result<UiSession, StoreError> {
-        Err(unported("app home sessions"))
+        transaction!(self, |c| ui::create_session(c, uid, session.clone(), ctx))
     }
-    #[allow(unused_variables)]
+
     async fn ui_session(
         &self,
         token_hash: &str,
         now: Timestamp,
     ) -> Result<Option<UiSession>, StoreError> {
-        Err(unported("app home sessions"))
+        read!(self, |c| ui::session(c, token_hash, now))
     }
-    #[allow(unused_variables)]
+
     async fn end_ui_session(
         &self,
         uid: &Uid,
         token_hash: &str,
         ctx: &Context,
     ) -> Result<(), StoreError> {
-        Err(unported("app home sessions"))
+        transaction!(self, |c| ui::end_session(c, uid, token_hash, ctx))
     }
-    #[allow(unused_variables)]
+
     async fn memories_per_week(
         &self,
         uid: &Uid,
         since: Timestamp,
     ) -> Result<Vec<WeekCount>, StoreError> {
-        Err(unported("app home sessions"))
+        read!(self, |c| ui::memories_per_week(c, uid, since))
     }
 
     // Omi-compatible surfaces (omi-dialect): the Developer API, chat tools and MCP.
-    #[allow(unused_variables)]
     async fn memories_by_score(
         &self,
         uid: &Uid,
         query: &ScoredMemoryQuery,
     ) -> Result<Vec<Memory>, StoreError> {
-        Err(unported("the Omi Developer API"))
+        read!(self, |c| omi_dev::memories_by_score(c, uid, query))
     }
-    #[allow(unused_variables)]
+
     async fn find_tasks(&self, uid: &Uid, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
-        Err(unported("the Omi Developer API"))
+        read!(self, |c| omi_dev::find_tasks(c, uid, query))
     }
-    #[allow(unused_variables)]
+
     async fn create_tasks(
         &self,
         uid: &Uid,
         tasks: Vec<NewTask>,
         ctx: &Context,
     ) -> Result<Vec<Task>, StoreError> {
-        Err(unported("the Omi Developer API"))
+        transaction!(self, |c| omi_dev::create_tasks(c, uid, tasks.clone(), ctx))
     }
-    #[allow(unused_variables)]
+
     async fn delete_task(&self, uid: &Uid, id: &str, ctx: &Context) -> Result<(), StoreError> {
-        Err(unported("the Omi Developer API"))
+        transaction!(self, |c| omi_dev::delete_task(c, uid, id, ctx))
     }
-    #[allow(unused_variables)]
+
     async fn find_conversations(
         &self,
         uid: &Uid,
         query: &ConversationQuery,
     ) -> Result<Vec<ConversationDetail>, StoreError> {
-        Err(unported("the Omi Developer API"))
+        read!(self, |c| omi_dev::find_conversations(c, uid, query))
     }
-    #[allow(unused_variables)]
+
     async fn create_conversation(
         &self,
         uid: &Uid,
         new: NewConversation,
         ctx: &Context,
     ) -> Result<ConversationCreated, StoreError> {
-        Err(unported("the Omi Developer API"))
+        transaction!(self, |c| omi_dev::create_conversation(
+            c,
+            uid,
+            new.clone(),
+            ctx
+        ))
     }
-    #[allow(unused_variables)]
+
     async fn update_conversation(
         &self,
         uid: &Uid,
@@ -819,20 +824,21 @@ impl Store for PostgresStore {
         patch: ConversationPatch,
         ctx: &Context,
     ) -> Result<ConversationDetail, StoreError> {
-        Err(unported("the Omi Developer API"))
+        transaction!(self, |c| omi_dev::update_conversation(
+            c,
+            uid,
+            id,
+            patch.clone(),
+            ctx
+        ))
     }
-    #[allow(unused_variables)]
+
     async fn delete_conversation(
         &self,
         uid: &Uid,
         id: &str,
         ctx: &Context,
     ) -> Result<(), StoreError> {
-        Err(unported("the Omi Developer API"))
+        transaction!(self, |c| omi_dev::delete_conversation(c, uid, id, ctx))
     }
-}
-
-/// What this backend does not implement yet: a clear error instead of a silent gap.
-fn unported(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("{what} is not available on PostgreSQL yet"))
 }

@@ -28,6 +28,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "omi_outbox",
         include_str!("migrations/0006_omi_outbox.sql"),
     ),
+    (
+        7,
+        "omi_dialect",
+        include_str!("migrations/0007_omi_dialect.sql"),
+    ),
+    (8, "app_home", include_str!("migrations/0008_app_home.sql")),
 ];
 
 /// Any constant: instances starting together take turns migrating under this advisory lock.

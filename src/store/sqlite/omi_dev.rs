@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::json;
 
 use super::{accounts, audit, db_error, ingest, memories};
-use crate::domain::{Category, Memory, NewTask, Task, Timestamp, Uid};
+use crate::domain::{Memory, NewTask, Task, Timestamp, Uid};
 use crate::store::{
     Context, ConversationCreated, ConversationDetail, ConversationPatch, ConversationQuery,
     ConversationWork, NewConversation, OffsetPage, OmiScoring, ScoredMemoryQuery, StoreError,
@@ -28,24 +28,6 @@ fn push_in(sql: &mut String, args: &mut Vec<Value>, column: &str, values: &[Stri
     args.extend(values.iter().map(|v| Value::Text(v.clone())));
 }
 
-/// Omi's `scoring` descending, in SQL: manual first, then the lower category boost (999 − boost is
-/// larger), then the newest. Built from [`OmiScoring`] so both agree.
-fn scoring_order() -> String {
-    let manual = OmiScoring::MANUAL_SOURCES
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let boosts = Category::ALL
-        .iter()
-        .map(|c| format!("WHEN '{}' THEN {}", c.as_str(), OmiScoring::boost(*c)))
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!(
-        "(source IN ({manual})) DESC, (CASE category {boosts} ELSE 0 END) ASC, created_at / 1000000 DESC, id DESC"
-    )
-}
-
 pub fn memories_by_score(
     conn: &Connection,
     uid: &Uid,
@@ -58,7 +40,7 @@ pub fn memories_by_score(
     let mut args: Vec<Value> = vec![Value::Text(uid.as_str().to_owned())];
     let categories: Vec<String> = q.categories.iter().map(|c| c.as_str().to_owned()).collect();
     push_in(&mut sql, &mut args, "category", &categories);
-    sql.push_str(&format!(" ORDER BY {}", scoring_order()));
+    sql.push_str(&format!(" ORDER BY {}", OmiScoring::order_by()));
     push_page(&mut sql, &mut args, q.page);
     conn.prepare_cached(&sql)
         .and_then(|mut s| {

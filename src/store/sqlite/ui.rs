@@ -9,10 +9,6 @@ use super::{audit, db_error, stored};
 use crate::domain::{Timestamp, Uid, ValidationError};
 use crate::store::{Context, NewUiSession, SignInMethod, StoreError, UiSession, WeekCount};
 
-const WEEK_MICROS: i64 = 7 * 86_400_000_000;
-/// The Unix epoch was a Thursday; weeks start on the Monday four days later.
-const MONDAY_OFFSET_MICROS: i64 = 4 * 86_400_000_000;
-
 pub fn create_session(
     conn: &Connection,
     uid: &Uid,
@@ -135,17 +131,10 @@ pub fn memories_per_week(
         params![
             uid.as_str(),
             since.as_micros(),
-            MONDAY_OFFSET_MICROS,
-            WEEK_MICROS
+            WeekCount::MONDAY_OFFSET_MICROS,
+            WeekCount::WEEK_MICROS
         ],
-        |r| {
-            let week: i64 = r.get(0)?;
-            let count: i64 = r.get(1)?;
-            Ok(WeekCount {
-                week_start: Timestamp::from_micros(week * WEEK_MICROS + MONDAY_OFFSET_MICROS),
-                count: count.max(0) as u64,
-            })
-        },
+        |r| Ok(WeekCount::of_week(r.get(0)?, r.get(1)?)),
     )
     .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
     .map_err(db_error)
