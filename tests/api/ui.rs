@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{TestApp, body, spawn_app_with};
+use crate::helpers::{TestApp, body, on_sqlite, spawn_app_with};
 
 pub const LINK_SECRET: &str = "test-link-secret-0123456789abcdef-xyz";
 pub const WEBHOOK_TOKEN: &str = "7Qm2Xr9LbV4sK8nW1cYt6PdZ3hJf0GaE";
@@ -679,7 +679,13 @@ async fn pages_escape_what_they_show() {
 
 #[tokio::test]
 async fn the_cli_mints_links_that_sign_in() {
-    let app = spawn_ui_app().await;
+    // The command finds the server's database through --data-dir: the embedded file.
+    let app = spawn_app_with(|c| {
+        on_sqlite(c);
+        c.ui.link_secret = Some(LINK_SECRET.to_owned().into());
+        c.webhook_token = Some(WEBHOOK_TOKEN.to_owned().into());
+    })
+    .await;
     app.user_with_key("omi-user-1").await;
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_angel-memory"))
