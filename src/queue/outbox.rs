@@ -137,8 +137,10 @@ impl OutboxWorker {
         // Omi rate-limits per app and user: once a user is limited, their other items this round wait
         // as long, without a call each.
         let mut limited: BTreeMap<Uid, Timestamp> = BTreeMap::new();
-        for group in self.groups(due) {
+        let mut groups = self.groups(due).into_iter();
+        while let Some(group) = groups.next() {
             if started.elapsed() >= ROUND_BUDGET {
+                self.release(std::iter::once(group).chain(groups)).await;
                 return true;
             }
             let Some(uid) = group.first().map(|i| i.uid.clone()) else {
@@ -165,6 +167,7 @@ impl OutboxWorker {
                 None => self.deliver(client, &group).await,
             };
             let Some(outcomes) = outcomes else {
+                self.release(std::iter::once(group).chain(groups)).await;
                 return true;
             };
             if let Some(until) = outcomes.iter().find_map(|(_, _, o)| match o {
@@ -180,6 +183,21 @@ impl OutboxWorker {
             }
         }
         false
+    }
+
+    /// Gives back what this round claimed but did not try, so it is due again as soon as the worker
+    /// reads the queue (on PostgreSQL a claim would otherwise hold it until its lease ends).
+    async fn release(&self, groups: impl Iterator<Item = Vec<OutboxItem>>) {
+        let released: Vec<_> = groups
+            .flatten()
+            .map(|i| (i.uid, i.id, OutboxOutcome::Released))
+            .collect();
+        if released.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.settle_outbox(released).await {
+            tracing::warn!(%error, "cannot release unsent outbox items; they are due when their claim ends");
+        }
     }
 
     /// Memories of one user travel together (up to `batch_size`); notifications one by one.
@@ -298,6 +316,7 @@ impl OutboxWorker {
                         OutboxOutcome::Delivered => "delivered",
                         OutboxOutcome::Retry { .. } => "retry",
                         OutboxOutcome::Dead { .. } => "dead",
+                        OutboxOutcome::Released => "released",
                     };
                     metrics::counter!("omi_outbox_deliveries_total", "kind" => label, "outcome" => name).increment(1);
                     outcomes.push((item.uid.clone(), item.id.clone(), outcome));

@@ -80,6 +80,9 @@ pub enum OutboxOutcome {
     Dead {
         error: String,
     },
+    /// Not tried: the round that claimed it stopped early (breaker, time budget). Due again at once,
+    /// nothing counted or recorded; on a shared database this also gives its claim back.
+    Released,
 }
 
 /// An outbox item as an operator sees it (never its content).

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::fake_omi::{APP_KEY, FakeOmi};
-use crate::helpers::{TestApp, body, problem, spawn_app_with};
+use crate::helpers::{TestApp, body, on_sqlite, problem, spawn_app_with};
 use angel_memory::config::Config;
 
 const UID: &str = "omi-outbox-user";
@@ -458,7 +458,8 @@ fn json_of(output: &std::process::Output) -> Value {
 
 #[tokio::test]
 async fn pull_backfills_resumes_after_an_interruption_and_stores_everything_once() {
-    let (app, fake, key) = app_with_fake(|_| {}).await;
+    // The CLI finds the server's database through --data-dir: the embedded file.
+    let (app, fake, key) = app_with_fake(on_sqlite).await;
     let contents: Vec<String> = (0..120).map(|i| format!("omi fact {i}")).collect();
     fake.add_memories(
         UID,

@@ -133,6 +133,7 @@ pub async fn settle(
                 ("pending", Some(at.as_micros()), counted, Some(error), None)
             }
             OutboxOutcome::Dead { error } => ("dead", None, true, Some(error), None),
+            OutboxOutcome::Released => ("pending", Some(now), false, None, None),
         };
         sqlx::query(
             "UPDATE omi_outbox SET state = $3, next_attempt_at = $4, attempts = attempts + $5,

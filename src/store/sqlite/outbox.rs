@@ -110,6 +110,7 @@ pub fn settle(
                 ("pending", Some(at.as_micros()), counted, Some(error), None)
             }
             OutboxOutcome::Dead { error } => ("dead", None, true, Some(error), None),
+            OutboxOutcome::Released => ("pending", Some(now), false, None, None),
         };
         conn.prepare_cached(
             "UPDATE omi_outbox SET state = ?3, next_attempt_at = ?4, attempts = attempts + ?5,
