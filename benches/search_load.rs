@@ -11,6 +11,8 @@
 //!
 //! Run: `cargo bench --bench search_load`
 //! Quick smoke run: `BENCH_MEMORIES=2000 BENCH_QUERIES=50 cargo bench --bench search_load`
+//! Repeated runs: `BENCH_SQLITE_FILE=/tmp/search.db` keeps the filled, embedded database there and
+//! reuses it next time (fill and embedding throughput are then not measured again).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -156,16 +158,18 @@ async fn main() -> ExitCode {
     let dir = tempfile::tempdir().expect("temp dir");
     // BENCH_DATABASE_URL: on a fresh PostgreSQL database instead of a SQLite file.
     let database = support::BenchDatabase::from_env();
+    let sqlite_file = std::env::var_os("BENCH_SQLITE_FILE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("bench.db"));
     let store: Arc<dyn Store> = match &database {
         Some(database) => Arc::new(
             PostgresStore::open(&database.url, PgOptions::default())
                 .await
                 .expect("open store"),
         ),
-        None => Arc::new(
-            SqliteStore::open(&dir.path().join("bench.db"), &PoolOptions::default())
-                .expect("open store"),
-        ),
+        None => {
+            Arc::new(SqliteStore::open(&sqlite_file, &PoolOptions::default()).expect("open store"))
+        }
     };
     let settings = EmbeddingSettings {
         model_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -181,41 +185,54 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let uid = Uid::parse("bench-user").unwrap();
-    store.create_user(&uid).await.expect("user");
     let ctx = Context::new(Actor::System, None);
+    let reused = store.get_user(&uid).await.is_ok();
+    let (mut fill_seconds, mut embedded, mut embed_seconds, mut throughput) = (0.0, 0, 0.0, 0.0);
+    if reused {
+        println!(
+            "reusing the filled, embedded database {}",
+            sqlite_file.display()
+        );
+    } else {
+        store.create_user(&uid).await.expect("user");
 
-    // Fill: batches through the normal write path, 20 memories per conversation.
-    let mut rng = StdRng::seed_from_u64(7);
-    let started = Instant::now();
-    let mut written = 0;
-    while written < memories {
-        let n = (memories - written).min(1_000);
-        let batch: Vec<NewMemory> = (written..written + n)
-            .map(|i| NewMemory {
-                conversation_id: Some(ConversationId::parse(&format!("conv-{}", i / 20)).unwrap()),
-                ..NewMemory::new(Content::parse(&sentence(i, &mut rng)).unwrap(), Source::Api)
-            })
-            .collect();
-        let results = store
-            .create_memories(&uid, batch, &ctx)
-            .await
-            .expect("write");
-        assert!(results.iter().all(Result::is_ok), "a write failed");
-        written += n;
+        // Fill: batches through the normal write path, 20 memories per conversation.
+        let mut rng = StdRng::seed_from_u64(7);
+        let started = Instant::now();
+        let mut written = 0;
+        while written < memories {
+            let n = (memories - written).min(1_000);
+            let batch: Vec<NewMemory> = (written..written + n)
+                .map(|i| NewMemory {
+                    conversation_id: Some(
+                        ConversationId::parse(&format!("conv-{}", i / 20)).unwrap(),
+                    ),
+                    ..NewMemory::new(Content::parse(&sentence(i, &mut rng)).unwrap(), Source::Api)
+                })
+                .collect();
+            let results = store
+                .create_memories(&uid, batch, &ctx)
+                .await
+                .expect("write");
+            assert!(results.iter().all(Result::is_ok), "a write failed");
+            written += n;
+        }
+        fill_seconds = started.elapsed().as_secs_f64();
+        println!(
+            "filled {memories} memories in {fill_seconds:.1} s ({:.0}/s)",
+            memories as f64 / fill_seconds
+        );
+
+        // Embed everything with the background worker's own code path.
+        let worker = searcher.worker().expect("worker").clone();
+        let started = Instant::now();
+        embedded = worker.drain().await;
+        embed_seconds = started.elapsed().as_secs_f64();
+        throughput = embedded as f64 / embed_seconds;
+        println!(
+            "embedded {embedded} memories in {embed_seconds:.1} s: {throughput:.0} memories/s"
+        );
     }
-    let fill_seconds = started.elapsed().as_secs_f64();
-    println!(
-        "filled {memories} memories in {fill_seconds:.1} s ({:.0}/s)",
-        memories as f64 / fill_seconds
-    );
-
-    // Embed everything with the background worker's own code path.
-    let worker = searcher.worker().expect("worker").clone();
-    let started = Instant::now();
-    let embedded = worker.drain().await;
-    let embed_seconds = started.elapsed().as_secs_f64();
-    let throughput = embedded as f64 / embed_seconds;
-    println!("embedded {embedded} memories in {embed_seconds:.1} s: {throughput:.0} memories/s");
 
     let mut results = serde_json::Map::new();
     for mode in [Mode::Text, Mode::Semantic, Mode::Hybrid] {
@@ -273,6 +290,7 @@ async fn main() -> ExitCode {
     }
     let report = serde_json::json!({
         "memories": memories,
+        "reused_database": reused,
         "fill_seconds": fill_seconds,
         "embedded": embedded,
         "embed_seconds": embed_seconds,

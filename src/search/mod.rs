@@ -2,9 +2,10 @@
 
 pub mod dates;
 pub mod embed;
+pub mod index;
 pub mod query;
 pub mod service;
-pub mod vectors;
+pub mod text;
 pub mod worker;
 
 pub use service::{

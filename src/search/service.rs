@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::dates::{self, DateWindow};
 use super::embed::{self, Embedder, EmbeddingSettings};
-use super::query;
-use super::vectors::{UserIndex, VectorCache};
+use super::index::{IndexCache, UserIndex};
 use super::worker::{EmbeddingWorker, vector_model};
+use super::{query, text};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
-use crate::store::{ConversationHit, SearchFilter, Store, StoreError, TextHit, VectorModel};
+use crate::store::{ConversationHit, SearchFilter, Store, StoreError, VectorModel};
 
 /// Reciprocal rank fusion constant (Cormack et al.): `score = Σ 1 / (K + rank)`.
 pub const RRF_K: f64 = 60.0;
@@ -110,11 +110,14 @@ impl Default for Tuning {
 
 /// What both signals found for a query, before fusion: computed once, ranked under any tuning.
 pub struct RawSignals {
-    text_hits: Vec<TextHit>,
-    index: Option<Arc<UserIndex>>,
-    /// Cosine of each vector of `index` with the query (empty without a query vector).
+    /// The user's memories as search holds them; the signals below are by position in it.
+    index: Arc<UserIndex>,
+    /// BM25 of the best text matches the filter lets through.
+    text: Vec<(usize, f64)>,
+    /// Cosine of each position's vector with the query (NaN without one; empty without a query
+    /// vector).
     cosines: Vec<f32>,
-    /// Which positions of `index` the filter lets through (`None`: all).
+    /// Which positions the filter lets through (`None`: all).
     allowed: Option<Vec<bool>>,
     /// Speakers (indexes into the index's speaker list) the question names.
     named: Vec<u32>,
@@ -178,7 +181,7 @@ pub struct Searcher {
     embedder: Option<Arc<dyn Embedder>>,
     model: Option<VectorModel>,
     unavailable: Option<String>,
-    cache: VectorCache,
+    cache: IndexCache,
     worker: Option<EmbeddingWorker>,
 }
 
@@ -194,7 +197,7 @@ impl Searcher {
                 )),
                 embedder: Some(embedder),
                 unavailable: None,
-                cache: VectorCache::default(),
+                cache: IndexCache::default(),
                 store,
             },
             Err(reason) => Self {
@@ -202,7 +205,7 @@ impl Searcher {
                 embedder: None,
                 model: None,
                 unavailable: Some(reason),
-                cache: VectorCache::default(),
+                cache: IndexCache::default(),
                 worker: None,
             },
         }
@@ -244,8 +247,8 @@ impl Searcher {
         }
     }
 
-    /// Both signals for the request's query (the text one filtered in SQL, the semantic one over the
-    /// filtered vectors), ready to be ranked.
+    /// Both signals for the request's query (over the memories the filter lets through), ready to be
+    /// ranked.
     pub async fn signals(
         &self,
         uid: &Uid,
@@ -263,6 +266,10 @@ impl Searcher {
             Some(d) => (d.rest.as_str(), Some(d.window)),
             None => (request.query.as_str(), None),
         };
+        let index = self
+            .cache
+            .get(self.store.as_ref(), uid, self.model.as_ref())
+            .await?;
         match &self.embedder {
             None if mode != Mode::Text => {
                 notice = Some(format!(
@@ -275,16 +282,7 @@ impl Searcher {
             Some(embedder) if mode != Mode::Text => {
                 // Names of the people speaking in the user's conversations would pull the question
                 // towards everything that person said; the text signal still uses them.
-                let speakers = match &self.model {
-                    Some(model) => self
-                        .cache
-                        .get(self.store.as_ref(), uid, model)
-                        .await?
-                        .vectors
-                        .speakers
-                        .clone(),
-                    None => Vec::new(),
-                };
+                let speakers = index.speakers();
                 let asked: Vec<String> = query::words(query_text);
                 named = speakers
                     .iter()
@@ -292,7 +290,7 @@ impl Searcher {
                     .filter(|(_, name)| name.split(' ').all(|w| asked.contains(&w.to_lowercase())))
                     .map(|(i, _)| i as u32)
                     .collect();
-                let semantic_query = query::without_names(query_text, &speakers);
+                let semantic_query = query::without_names(query_text, speakers);
                 match embedder.embed(std::slice::from_ref(&semantic_query)).await {
                     Ok(mut v) if v.len() == 1 => query_vector = Some(v.remove(0)),
                     Ok(_) => mode = Mode::Text,
@@ -307,45 +305,35 @@ impl Searcher {
             }
             Some(_) => {}
         }
-        let text_hits = if mode == Mode::Semantic {
+        let allowed: Option<Vec<bool>> = if request.filter.is_empty() {
+            None
+        } else {
+            let mut allowed = vec![false; index.len()];
+            for id in self.store.filtered_memory_ids(uid, &request.filter).await? {
+                if let Some(p) = index.position(&id) {
+                    allowed[p] = true;
+                }
+            }
+            Some(allowed)
+        };
+        let text = if mode == Mode::Semantic {
             Vec::new()
         } else {
-            let fts = query::fts_query(query_text);
-            self.store
-                .search_memories_text(uid, &fts, &request.filter, depth as u32)
-                .await?
+            let stems = text::query_stems(&query::terms(query_text));
+            let scores = index
+                .text_scores(&stems)
+                .into_iter()
+                .filter(|&(p, _)| allowed.as_ref().is_none_or(|a| a[p]))
+                .collect();
+            best(scores, depth)
         };
-        // The index gives semantic scores, and conversation neighbours to both signals.
-        let index = match &self.model {
-            Some(model) => Some(self.cache.get(self.store.as_ref(), uid, model).await?),
-            None => None,
-        };
-        let allowed = match &index {
-            Some(index) if !request.filter.is_empty() => {
-                let ids: HashSet<MemoryId> = self
-                    .store
-                    .filtered_memory_ids(uid, &request.filter)
-                    .await?
-                    .into_iter()
-                    .collect();
-                Some(
-                    index
-                        .vectors
-                        .ids
-                        .iter()
-                        .map(|id| ids.contains(id))
-                        .collect(),
-                )
-            }
-            _ => None,
-        };
-        let cosines = match (&index, &query_vector) {
-            (Some(index), Some(q)) => index.cosines(q),
-            _ => Vec::new(),
+        let cosines = match &query_vector {
+            Some(q) => index.cosines(q),
+            None => Vec::new(),
         };
         Ok(RawSignals {
-            text_hits,
             index,
+            text,
             cosines,
             allowed,
             named,
@@ -363,40 +351,22 @@ impl Searcher {
         let limit = request.limit.clamp(1, MAX_LIMIT);
         let raw = self.signals(uid, request).await?;
         let ranked = rank(&raw, raw.mode, &request.tuning, limit);
-        let RawSignals {
-            text_hits,
-            mode,
-            notice,
-            ..
-        } = raw;
-
-        // Memories and snippets: text hits carry theirs; the others are read now.
-        let mut from_text: HashMap<MemoryId, (Memory, String)> = text_hits
-            .into_iter()
-            .map(|h| (h.memory.id, (h.memory, h.snippet)))
-            .collect();
-        let missing: Vec<MemoryId> = ranked
-            .iter()
-            .map(|r| r.0)
-            .filter(|id| !from_text.contains_key(id))
-            .collect();
+        let ids: Vec<MemoryId> = ranked.iter().map(|r| r.0).collect();
         let mut read: HashMap<MemoryId, Memory> = self
             .store
-            .memories_by_ids(uid, &missing)
+            .memories_by_ids(uid, &ids)
             .await?
             .into_iter()
             .map(|m| (m.id, m))
             .collect();
+        let terms = query::terms(&request.query);
         let items = ranked
             .into_iter()
             .filter_map(|(id, signals, score)| {
-                let (memory, snippet) = match from_text.remove(&id) {
-                    Some(found) => found,
-                    None => {
-                        let memory = read.remove(&id)?;
-                        let snippet = lead(memory.content.as_str());
-                        (memory, snippet)
-                    }
+                let memory = read.remove(&id)?;
+                let snippet = match signals.text {
+                    Some(_) => query::snippet(memory.content.as_str(), &terms),
+                    None => lead(memory.content.as_str()),
                 };
                 Some(SearchHit {
                     memory,
@@ -406,6 +376,7 @@ impl Searcher {
                 })
             })
             .collect();
+        let RawSignals { mode, notice, .. } = raw;
         Ok(SearchResults {
             items,
             mode,
@@ -433,7 +404,7 @@ fn with_context(
     own: &HashMap<usize, f64>,
     context: f64,
     allowed: &dyn Fn(usize) -> bool,
-) -> HashMap<usize, f64> {
+) -> Vec<(usize, f64)> {
     let mut positions: HashSet<usize> = own.keys().copied().collect();
     if context > 0.0 {
         for &i in own.keys() {
@@ -458,8 +429,9 @@ fn with_context(
         .collect()
 }
 
-fn sorted(mut scores: Vec<(MemoryId, f64)>, depth: usize) -> Vec<(MemoryId, f64)> {
-    let order = |a: &(MemoryId, f64), b: &(MemoryId, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+/// The `depth` best, best first (ties: lower position first).
+fn best(mut scores: Vec<(usize, f64)>, depth: usize) -> Vec<(usize, f64)> {
+    let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     if scores.len() > depth && depth > 0 {
         scores.select_nth_unstable_by(depth - 1, order);
         scores.truncate(depth);
@@ -468,80 +440,69 @@ fn sorted(mut scores: Vec<(MemoryId, f64)>, depth: usize) -> Vec<(MemoryId, f64)
     scores
 }
 
-/// The text signal: BM25 with conversation context, best first.
-fn text_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(MemoryId, f64)> {
-    let Some(index) = raw.index.as_ref().filter(|_| tuning.text_context > 0.0) else {
-        let scores = raw
-            .text_hits
-            .iter()
-            .map(|h| {
-                let boost = 1.0 + raw.date_boost_at(h.memory.occurred_at, tuning);
-                (h.memory.id, h.score * boost)
-            })
-            .collect();
-        return sorted(scores, depth);
-    };
-    let mut outside = Vec::new();
-    let mut own = HashMap::new();
-    let dated = |at: Timestamp| 1.0 + raw.date_boost_at(at, tuning);
-    for hit in &raw.text_hits {
-        let score = hit.score * dated(hit.memory.occurred_at);
-        match index.position.get(&hit.memory.id) {
-            Some(&i) => {
-                own.insert(i as usize, score);
-            }
-            // Not embedded yet: no known neighbours.
-            None => outside.push((hit.memory.id, score)),
-        }
+impl RawSignals {
+    fn allows(&self, p: usize) -> bool {
+        self.allowed.as_ref().is_none_or(|a| a[p])
     }
-    let allowed = |i: usize| raw.allowed.as_ref().is_none_or(|a| a[i]);
-    let mut scores: Vec<(MemoryId, f64)> = with_context(index, &own, tuning.text_context, &allowed)
-        .into_iter()
-        .map(|(i, s)| (index.vectors.ids[i], s))
+}
+
+/// The text signal: BM25 with conversation context, best first.
+fn text_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(usize, f64)> {
+    let index = &raw.index;
+    let own: HashMap<usize, f64> = raw
+        .text
+        .iter()
+        .map(|&(p, score)| {
+            (
+                p,
+                score * (1.0 + raw.date_boost_at(index.occurred_at(p), tuning)),
+            )
+        })
         .collect();
-    scores.extend(outside);
-    sorted(scores, depth)
+    if tuning.text_context <= 0.0 {
+        return best(own.into_iter().collect(), depth);
+    }
+    let allowed = |p: usize| raw.allows(p);
+    best(
+        with_context(index, &own, tuning.text_context, &allowed),
+        depth,
+    )
 }
 
 /// The semantic signal: cosine with conversation context, best first.
-fn semantic_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(MemoryId, f64)> {
-    let Some(index) = raw.index.as_ref() else {
-        return Vec::new();
-    };
+fn semantic_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(usize, f64)> {
+    let index = &raw.index;
     if raw.cosines.len() != index.len() {
         return Vec::new();
     }
-    let allowed = |i: usize| raw.allowed.as_ref().is_none_or(|a| a[i]);
-    let scores: Vec<(MemoryId, f64)> = (0..index.len())
-        .filter(|&i| allowed(i))
-        .map(|i| {
+    let cosine = |p: usize| Some(raw.cosines[p]).filter(|c| !c.is_nan() && raw.allows(p));
+    let scores: Vec<(usize, f64)> = (0..index.len())
+        .filter_map(|p| {
+            let own = cosine(p)?;
             let around: f64 = if tuning.semantic_context > 0.0 {
                 index
-                    .neighbours(i)
+                    .neighbours(p)
                     .into_iter()
                     .flatten()
-                    .filter(|&n| allowed(n))
-                    .map(|n| f64::from(raw.cosines[n]))
+                    .filter_map(cosine)
+                    .map(f64::from)
                     .sum()
             } else {
                 0.0
             };
-            let bonus = if raw.named.contains(&index.speaker_of[i]) {
+            let speaker = index.speaker_of(p);
+            let bonus = if speaker != super::index::NONE && raw.named.contains(&speaker) {
                 tuning.speaker_bonus
             } else {
                 0.0
-            } + index
-                .vectors
-                .occurred_at
-                .get(i)
-                .map_or(0.0, |&at| raw.date_boost_at(at, tuning));
-            (
-                index.vectors.ids[i],
-                f64::from(raw.cosines[i]) + tuning.semantic_context * around / 2.0 + bonus,
-            )
+            } + raw.date_boost_at(index.occurred_at(p), tuning);
+            Some((
+                p,
+                f64::from(own) + tuning.semantic_context * around / 2.0 + bonus,
+            ))
         })
         .collect();
-    sorted(scores, depth)
+    best(scores, depth)
 }
 
 /// Ranks the candidates of `raw` in `mode`: the `limit` best, each with its signals and final score.
@@ -562,7 +523,7 @@ pub fn rank(
     } else {
         semantic_ranking(raw, tuning, depth)
     };
-    let mut candidates: HashMap<MemoryId, Signals> = HashMap::new();
+    let mut candidates: HashMap<usize, Signals> = HashMap::new();
     for (rank, (id, score)) in text.iter().enumerate() {
         candidates.entry(*id).or_default().text = Some(Signal {
             rank: rank + 1,
@@ -583,9 +544,9 @@ pub fn rank(
     );
     let sem_span = (sem_max - sem_min).max(1e-9);
     let w = tuning.text_weight.clamp(0.0, 1.0);
-    let mut ranked: Vec<(MemoryId, Signals, f64)> = candidates
+    let mut ranked: Vec<(usize, Signals, f64)> = candidates
         .into_iter()
-        .map(|(id, signals)| {
+        .map(|(p, signals)| {
             let score = match mode {
                 Mode::Text => signals.text.map_or(0.0, |s| s.score),
                 Mode::Semantic => signals.semantic.map_or(0.0, |s| s.score),
@@ -597,7 +558,7 @@ pub fn rank(
                     w * t + (1.0 - w) * s
                 }
             };
-            (id, signals, score)
+            (p, signals, score)
         })
         .collect();
     ranked.sort_by(|a, b| {
@@ -607,6 +568,9 @@ pub fn rank(
     });
     ranked.truncate(limit);
     ranked
+        .into_iter()
+        .map(|(p, signals, score)| (raw.index.id(p), signals, score))
+        .collect()
 }
 
 /// Reciprocal rank fusion of the two signals (the classic baseline, kept for comparison).

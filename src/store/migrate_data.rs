@@ -294,6 +294,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
     ("search_generations", &[("uid", Text), ("generation", Int)]),
     (
+        "search_changes",
+        &[("uid", Text), ("generation", Int), ("memory_id", Text)],
+    ),
+    (
         "omi_sync_settings",
         &[
             ("uid", Text),
@@ -340,7 +344,12 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
 ];
 
-const TRIGGER_FILLED: [&str; 3] = ["embedding_queue", "search_generations", "omi_outbox"];
+const TRIGGER_FILLED: [&str; 4] = [
+    "embedding_queue",
+    "search_generations",
+    "search_changes",
+    "omi_outbox",
+];
 
 /// Rows per INSERT: well under PostgreSQL's 65,535 bind parameters for the widest table.
 const BATCH: usize = 500;

@@ -273,15 +273,6 @@ pub trait Store: Send + Sync + 'static {
     async fn recording_files(&self, uid: &Uid) -> Result<Vec<String>, StoreError>;
 
     // Search.
-    /// Active memories matching an FTS5 expression (built by `search::query`, never raw user text),
-    /// best BM25 first, at most `limit`.
-    async fn search_memories_text(
-        &self,
-        uid: &Uid,
-        fts_query: &str,
-        filter: &SearchFilter,
-        limit: u32,
-    ) -> Result<Vec<TextHit>, StoreError>;
     /// Active memories with these ids, in the order given (missing or deleted ones left out).
     async fn memories_by_ids(&self, uid: &Uid, ids: &[MemoryId])
     -> Result<Vec<Memory>, StoreError>;
@@ -297,14 +288,25 @@ pub trait Store: Send + Sync + 'static {
         fts_query: &str,
         limit: u32,
     ) -> Result<Vec<ConversationHit>, StoreError>;
-    /// Moves whenever what vector search sees for this user may have changed.
+    /// Moves (in the same transaction) whenever anything search holds of this user may have changed:
+    /// a memory written, deleted or purged, a vector stored.
     async fn search_generation(&self, uid: &Uid) -> Result<i64, StoreError>;
-    /// The user's ready vectors of this model, for active memories.
-    async fn load_vectors(
+    /// The memories changed after generation `since`, or `None` when the change log no longer
+    /// reaches back that far (then everything must be loaded again).
+    async fn search_changes(
         &self,
         uid: &Uid,
-        model: &VectorModel,
-    ) -> Result<StoredVectors, StoreError>;
+        since: i64,
+    ) -> Result<Option<Vec<MemoryId>>, StoreError>;
+    /// The user's active memories as search holds them (all, or those of `only`), with their vectors
+    /// of `model`; ordered by conversation, then by when they happened and were written, so that a
+    /// conversation's memories follow each other in order.
+    async fn searchable_memories(
+        &self,
+        uid: &Uid,
+        model: Option<&VectorModel>,
+        only: Option<&[MemoryId]>,
+    ) -> Result<Vec<SearchableMemory>, StoreError>;
     /// Queues every active memory without a current vector (or failure) of this model.
     async fn enqueue_stale_embeddings(&self, model: &VectorModel) -> Result<u64, StoreError>;
     /// Memories whose turn to be embedded has come, oldest request first.

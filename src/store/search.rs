@@ -1,11 +1,11 @@
-//! Values that cross the store interface for search: filters, full-text hits, stored vectors and the
-//! embedding queue.
+//! Values that cross the store interface for search: filters, the memories search holds in memory,
+//! conversation hits and the embedding queue.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{
-    Category, Conversation, ConversationId, Memory, MemoryId, Source, Tag, Timestamp, Uid,
+    Category, Conversation, ConversationId, MemoryId, Source, Tag, Timestamp, Uid,
 };
 use crate::store::{TagMatch, TimeRange};
 
@@ -31,14 +31,6 @@ impl SearchFilter {
     }
 }
 
-/// A full-text match: BM25 `score` (higher is better) and a snippet with the matches in `[` `]`.
-#[derive(Debug, Clone)]
-pub struct TextHit {
-    pub memory: Memory,
-    pub score: f64,
-    pub snippet: String,
-}
-
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConversationHit {
     pub conversation: Conversation,
@@ -48,22 +40,38 @@ pub struct ConversationHit {
     pub snippet: String,
 }
 
-/// One user's vectors for one model, contiguous: vector `i` is `data[i * dim .. (i + 1) * dim]`.
-/// Ordered by conversation, then by when the memory happened and was written, so that the memories of
-/// one conversation sit next to each other in order.
-#[derive(Debug, Clone, Default)]
-pub struct StoredVectors {
-    pub ids: Vec<MemoryId>,
-    pub conversation_ids: Vec<Option<String>>,
-    /// Names that begin memories as `Name: …` (who spoke, in memories taken from conversations), at
-    /// least three times each.
-    pub speakers: Vec<String>,
-    /// Each memory's speaker label (`Sam` in `Sam: …`), when it looks like a name.
-    pub speaker_labels: Vec<Option<String>>,
-    /// When each remembered thing happened.
-    pub occurred_at: Vec<Timestamp>,
-    pub dim: usize,
-    pub data: Vec<f32>,
+/// One active memory as search holds it in memory (`search::index`).
+#[derive(Debug, Clone)]
+pub struct SearchableMemory {
+    pub id: MemoryId,
+    pub content: String,
+    /// The tags as stored (their words are searched).
+    pub tags: String,
+    pub conversation_id: Option<String>,
+    /// When the remembered thing happened.
+    pub occurred_at: Timestamp,
+    pub created_at: Timestamp,
+    /// Its vector of the model asked for, when one is stored for its current content.
+    pub vector: Option<Vec<f32>>,
+}
+
+/// Decodes a stored vector (`dim` little-endian f32, as both backends store it).
+pub fn decode_vector(
+    id: &str,
+    blob: &[u8],
+    dim: usize,
+) -> Result<Vec<f32>, crate::store::StoreError> {
+    if blob.len() != dim * 4 {
+        return Err(crate::store::StoreError::Internal(format!(
+            "stored vector of memory {id} has {} bytes, expected {}",
+            blob.len(),
+            dim * 4
+        )));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 /// The model a vector comes from, as stored with it.

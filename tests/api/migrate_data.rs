@@ -4,7 +4,8 @@
 //! Skipped when no PostgreSQL is reachable (required in CI).
 
 use angel_memory::domain::{
-    Content, Conversation, KeyName, NewTask, Source, Tags, TaskDescription, Timestamp, Uid,
+    Content, Conversation, KeyName, MemoryId, NewTask, Source, Tags, TaskDescription, Timestamp,
+    Uid,
 };
 use angel_memory::http::new_key;
 use angel_memory::store::postgres::{PgOptions, PostgresStore};
@@ -291,11 +292,25 @@ async fn assert_same(a: &dyn Store, b: &dyn Store, key_hash: &str) {
             a.embedding_counts(&uid, Some(&model())).await.unwrap(),
             b.embedding_counts(&uid, Some(&model())).await.unwrap()
         );
-        let (va, vb) = (
-            a.load_vectors(&uid, &model()).await.unwrap(),
-            b.load_vectors(&uid, &model()).await.unwrap(),
+        let searchable =
+            |held: Vec<SearchableMemory>| -> Vec<(MemoryId, String, Option<Vec<f32>>)> {
+                held.into_iter()
+                    .map(|m| (m.id, m.content, m.vector))
+                    .collect()
+            };
+        assert_eq!(
+            searchable(
+                a.searchable_memories(&uid, Some(&model()), None)
+                    .await
+                    .unwrap()
+            ),
+            searchable(
+                b.searchable_memories(&uid, Some(&model()), None)
+                    .await
+                    .unwrap()
+            ),
+            "{raw}: what search holds"
         );
-        assert_eq!((va.ids, va.data), (vb.ids, vb.data), "{raw}: vectors");
         assert_eq!(
             a.recordings(&uid, PageRequest::first(10))
                 .await

@@ -736,11 +736,20 @@ mod store {
             }
         );
         // Only the user's own ready vectors load, exactly as stored.
-        let vectors = store.load_vectors(&alice, &m).await.unwrap();
-        assert_eq!(vectors.ids, vec![first.id]);
-        assert_eq!(vectors.data, vec![0.6, 0.8, 0.0]);
+        let with_vectors = |held: Vec<SearchableMemory>| -> Vec<(angel_memory::domain::MemoryId, Vec<f32>, Timestamp)> {
+            held.into_iter()
+                .filter_map(|m| Some((m.id, m.vector?, m.occurred_at)))
+                .collect()
+        };
+        let held = store
+            .searchable_memories(&alice, Some(&m), None)
+            .await
+            .unwrap();
         // With when each remembered thing happened (dates in questions rank by it).
-        assert_eq!(vectors.occurred_at, vec![first.occurred_at]);
+        assert_eq!(
+            with_vectors(held),
+            vec![(first.id, vec![0.6, 0.8, 0.0], first.occurred_at)]
+        );
 
         // An edit makes the vector stale: pending again, queued, and out of vector search.
         let generation = store.search_generation(&alice).await.unwrap();
@@ -765,7 +774,11 @@ mod store {
                 .unwrap(),
             EmbeddingStatus::Pending
         );
-        assert!(store.load_vectors(&alice, &m).await.unwrap().ids.is_empty());
+        let held = store
+            .searchable_memories(&alice, Some(&m), None)
+            .await
+            .unwrap();
+        assert!(with_vectors(held).is_empty());
         assert_eq!(due(&*store).await.len(), 1);
 
         // A vector computed from the old text is not stored for the new one.
@@ -816,13 +829,18 @@ mod store {
                 .unwrap(),
             EmbeddingStatus::Pending
         );
+        let held = store
+            .searchable_memories(&alice, Some(&new), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            held.len(),
+            2,
+            "every active memory is searchable by its words"
+        );
         assert!(
-            store
-                .load_vectors(&alice, &new)
-                .await
-                .unwrap()
-                .ids
-                .is_empty()
+            held.iter().all(|m| m.vector.is_none()),
+            "but has no vector of the new model"
         );
         assert_eq!(store.enqueue_stale_embeddings(&new).await.unwrap(), 2);
         assert_eq!(due(&*store).await.len(), 2);
@@ -836,8 +854,16 @@ mod store {
             1,
             "a deleted memory leaves the queue"
         );
-        let ids = store.load_vectors(&alice, &old).await.unwrap().ids;
-        assert_eq!(ids, vec![a.id], "and vector search");
+        let held = store
+            .searchable_memories(&alice, Some(&old), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            held.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![a.id],
+            "and search"
+        );
+        assert_eq!(held[0].vector.as_deref(), Some(&[0.0, 0.0, 1.0][..]));
         // Filters see only active memories.
         let filtered = store
             .filtered_memory_ids(&alice, &SearchFilter::default())
@@ -846,9 +872,25 @@ mod store {
         assert_eq!(filtered, vec![a.id]);
     }
 
+    async fn text_search(
+        searcher: &angel_memory::search::Searcher,
+        uid: &Uid,
+        query: &str,
+    ) -> Vec<angel_memory::search::SearchHit> {
+        let request = angel_memory::search::SearchRequest {
+            query: query.into(),
+            mode: angel_memory::search::Mode::Text,
+            limit: 10,
+            filter: SearchFilter::default(),
+            tuning: Default::default(),
+        };
+        searcher.search_memories(uid, &request).await.unwrap().items
+    }
+
     #[tokio::test]
     async fn full_text_is_scoped_ranked_and_follows_every_change() {
         let (store, _dir) = open().await;
+        let searcher = angel_memory::search::Searcher::new(Arc::clone(&store), Err("none".into()));
         let alice = Uid::parse("alice").unwrap();
         let bob = Uid::parse("bob").unwrap();
         store.create_user(&alice).await.unwrap();
@@ -856,15 +898,38 @@ mod store {
         let car = memory(&*store, &alice, "Sam's car is a red car").await;
         memory(&*store, &alice, "Sam likes tea").await;
         memory(&*store, &bob, "Bob's car is blue").await;
-        let q = angel_memory::search::query::fts_query("Sam car");
-        let hits = store
-            .search_memories_text(&alice, &q, &SearchFilter::default(), 10)
-            .await
-            .unwrap();
+        let hits = text_search(&searcher, &alice, "Sam car").await;
         assert_eq!(hits.len(), 2);
         assert_eq!(hits[0].memory.id, car.id, "both terms rank first");
         assert!(hits[0].score > hits[1].score && hits[1].score > 0.0);
-        // Purge removes it from the index entirely.
+
+        // Each change is seen by the next search: a new memory, an edit, a delete, a restore.
+        let boat = memory(&*store, &alice, "Sam's boat").await;
+        assert_eq!(text_search(&searcher, &alice, "boat").await.len(), 1);
+        store
+            .update_memory(
+                &alice,
+                boat.id,
+                boat.version,
+                MemoryPatch {
+                    content: Some(Content::parse("Sam's canoe").unwrap()),
+                    ..MemoryPatch::default()
+                },
+                &ctx(),
+            )
+            .await
+            .unwrap();
+        assert!(text_search(&searcher, &alice, "boat").await.is_empty());
+        assert_eq!(text_search(&searcher, &alice, "canoe").await.len(), 1);
+        store
+            .delete_memory(&alice, car.id, None, &ctx())
+            .await
+            .unwrap();
+        assert!(text_search(&searcher, &alice, "red").await.is_empty());
+        store.restore_memory(&alice, car.id, &ctx()).await.unwrap();
+        assert_eq!(text_search(&searcher, &alice, "red").await.len(), 1);
+
+        // Purge removes it entirely.
         store
             .delete_memory(&alice, car.id, None, &ctx())
             .await
@@ -874,26 +939,45 @@ mod store {
             .purge_deleted(Some(&alice), far_future, &ctx())
             .await
             .unwrap();
-        let hits = store
-            .search_memories_text(&alice, &q, &SearchFilter::default(), 10)
-            .await
-            .unwrap();
-        assert_eq!(hits.len(), 1);
-        // Deleting the user empties their index.
+        let hits = text_search(&searcher, &alice, "Sam car").await;
+        assert_eq!(hits.len(), 2, "the tea and the canoe");
+        assert!(hits.iter().all(|h| h.memory.id != car.id));
+        // Deleting the user empties their index, also for a user created again under that uid.
         store.delete_user(&alice).await.unwrap();
         store.create_user(&alice).await.unwrap();
-        let hits = store
-            .search_memories_text(&alice, &q, &SearchFilter::default(), 10)
+        assert!(text_search(&searcher, &alice, "Sam car").await.is_empty());
+        assert!(text_search(&searcher, &alice, "").await.is_empty());
+        assert_eq!(text_search(&searcher, &bob, "car").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_change_log_names_what_changed_since_a_generation() {
+        let (store, _dir) = open().await;
+        let alice = Uid::parse("alice").unwrap();
+        store.create_user(&alice).await.unwrap();
+        let a = memory(&*store, &alice, "alpha").await;
+        let since = store.search_generation(&alice).await.unwrap();
+        assert_eq!(
+            store.search_changes(&alice, since).await.unwrap(),
+            Some(vec![])
+        );
+        let b = memory(&*store, &alice, "beta").await;
+        store
+            .delete_memory(&alice, a.id, None, &ctx())
             .await
             .unwrap();
-        assert!(hits.is_empty());
+        let mut changed = store.search_changes(&alice, since).await.unwrap().unwrap();
+        changed.sort();
+        let mut expected = vec![a.id, b.id];
+        expected.sort();
+        assert_eq!(changed, expected);
+        let now = store.search_generation(&alice).await.unwrap();
+        assert!(now > since);
+        // A generation the log does not reach (ahead of it, or trimmed away) asks for a full load.
+        assert_eq!(store.search_changes(&alice, now + 1).await.unwrap(), None);
         assert_eq!(
-            store
-                .search_memories_text(&alice, "", &SearchFilter::default(), 10)
-                .await
-                .unwrap()
-                .len(),
-            0
+            store.search_changes(&alice, now - 20_000).await.unwrap(),
+            None
         );
     }
 }

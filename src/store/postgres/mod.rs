@@ -548,18 +548,6 @@ impl Store for PostgresStore {
         read!(self, |c| recordings::files_of_user(c, uid))
     }
 
-    async fn search_memories_text(
-        &self,
-        uid: &Uid,
-        fts_query: &str,
-        filter: &SearchFilter,
-        limit: u32,
-    ) -> Result<Vec<TextHit>, StoreError> {
-        read!(self, |c| search::search_memories_text(
-            c, uid, fts_query, filter, limit
-        ))
-    }
-
     async fn memories_by_ids(
         &self,
         uid: &Uid,
@@ -591,12 +579,21 @@ impl Store for PostgresStore {
         read!(self, |c| search::search_generation(c, uid))
     }
 
-    async fn load_vectors(
+    async fn search_changes(
         &self,
         uid: &Uid,
-        model: &VectorModel,
-    ) -> Result<StoredVectors, StoreError> {
-        read!(self, |c| search::load_vectors(c, uid, model))
+        since: i64,
+    ) -> Result<Option<Vec<MemoryId>>, StoreError> {
+        read!(self, |c| search::search_changes(c, uid, since))
+    }
+
+    async fn searchable_memories(
+        &self,
+        uid: &Uid,
+        model: Option<&VectorModel>,
+        only: Option<&[MemoryId]>,
+    ) -> Result<Vec<SearchableMemory>, StoreError> {
+        read!(self, |c| search::searchable_memories(c, uid, model, only))
     }
 
     async fn enqueue_stale_embeddings(&self, model: &VectorModel) -> Result<u64, StoreError> {

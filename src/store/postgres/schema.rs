@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0007_omi_dialect.sql"),
     ),
     (8, "app_home", include_str!("migrations/0008_app_home.sql")),
+    (
+        9,
+        "search_in_memory",
+        include_str!("migrations/0009_search_in_memory.sql"),
+    ),
 ];
 
 /// Any constant: instances starting together take turns migrating under this advisory lock.

@@ -1,5 +1,6 @@
-//! Search in the shared backend: PostgreSQL text search (tsvector, GIN, `ts_rank_cd`) over memories and
-//! conversations, stored vectors and the embedding queue. Every query is scoped by the caller's uid.
+//! Search in the shared backend: what search holds in memory of each user and the log of its changes,
+//! PostgreSQL text search (tsvector, GIN, `ts_rank_cd`) over conversations, stored vectors and the
+//! embedding queue. Every query is scoped by the caller's uid.
 
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -8,12 +9,11 @@ use super::{ingest, memories};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{
     ConversationHit, EmbeddingCounts, EmbeddingJob, EmbeddingOutcome, EmbeddingStatus,
-    SearchFilter, StoreError, StoredVectors, TextHit, VectorModel,
+    SearchFilter, SearchableMemory, StoreError, VectorModel, decode_vector,
 };
 
-/// Weights of the tsvector classes {D, C, B, A}: memories put content in A and tags in B (content
-/// weighs twice as much); conversations put title in A, overview in B, transcript in C (4 : 2 : 1).
-const MEMORY_WEIGHTS: &str = "{0.1, 0.1, 0.5, 1.0}";
+/// Weights of the tsvector classes {D, C, B, A}: conversations put title in A, overview in B,
+/// transcript in C (4 : 2 : 1).
 const CONVERSATION_WEIGHTS: &str = "{0.1, 0.25, 0.5, 1.0}";
 
 /// A `to_tsquery` expression matching any of the expression's terms. The store interface hands over
@@ -51,43 +51,6 @@ fn push_filter(filter: &SearchFilter, q: &mut QueryBuilder<'_, Postgres>) {
         q.push(" AND m.created_at < ").push_bind(to.as_micros());
     }
     memories::push_tag_filter(q, &filter.tags, filter.tag_match);
-}
-
-pub async fn search_memories_text(
-    c: &mut PgConnection,
-    uid: &Uid,
-    fts_query: &str,
-    filter: &SearchFilter,
-    limit: u32,
-) -> Result<Vec<TextHit>, StoreError> {
-    let Some(tsquery) = tsquery(fts_query).filter(|_| limit > 0) else {
-        return Ok(Vec::new());
-    };
-    let mut q = QueryBuilder::new(format!(
-        "SELECT {}, ts_rank_cd('{MEMORY_WEIGHTS}', m.search, tsq) AS score
-         FROM memories m, to_tsquery('english', ",
-        memories::COLUMNS
-    ));
-    q.push_bind(tsquery)
-        .push(") AS tsq WHERE m.search @@ tsq AND m.deleted_at IS NULL AND m.uid = ")
-        .push_bind(uid.as_str().to_owned());
-    push_filter(filter, &mut q);
-    q.push(" ORDER BY score DESC, m.created_at DESC, m.id LIMIT ")
-        .push_bind(i64::from(limit));
-    let rows = q.build().fetch_all(c).await.map_err(db_error)?;
-    let terms = crate::search::query::terms_of_fts(fts_query);
-    let width = memories::COLUMNS.split(',').count();
-    rows.iter()
-        .map(|r| {
-            let memory = memories::memory_from_row(r)?;
-            let score = f64::from(col::<f32>(r, width)?);
-            Ok(TextHit {
-                snippet: crate::search::query::snippet(memory.content.as_str(), &terms),
-                memory,
-                score,
-            })
-        })
-        .collect()
 }
 
 pub async fn memories_by_ids(
@@ -186,65 +149,74 @@ pub fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-pub async fn load_vectors(
+/// How many generations of changes a user's log keeps (migration 9 trims it in the same number).
+const CHANGES_KEPT: i64 = 10_000;
+
+pub async fn search_changes(
     c: &mut PgConnection,
     uid: &Uid,
-    model: &VectorModel,
-) -> Result<StoredVectors, StoreError> {
-    let mut out = StoredVectors {
-        dim: model.dim,
-        ..StoredVectors::default()
-    };
-    let rows = sqlx::query(
-        "SELECT e.memory_id, e.vector, m.conversation_id,
-                CASE WHEN strpos(m.content, ':') BETWEEN 2 AND 41
-                     THEN substr(m.content, 1, strpos(m.content, ':') - 1) END,
-                m.occurred_at
-         FROM memory_embeddings e
-         JOIN memories m ON m.uid = e.uid AND m.id = e.memory_id
-         WHERE e.uid = $1 AND e.model = $2 AND e.revision = $3 AND e.dim = $4 AND e.vector IS NOT NULL
-           AND m.deleted_at IS NULL AND m.content_hash = e.content_hash
-         ORDER BY m.conversation_id COLLATE \"C\" NULLS FIRST, m.occurred_at, m.created_at, m.id COLLATE \"C\"",
+    since: i64,
+) -> Result<Option<Vec<MemoryId>>, StoreError> {
+    let current = search_generation(&mut *c, uid).await?;
+    if since > current || current - since >= CHANGES_KEPT {
+        return Ok(None);
+    }
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT memory_id FROM search_changes WHERE uid = $1 AND generation > $2",
     )
     .bind(uid.as_str())
-    .bind(&model.name)
-    .bind(&model.revision)
-    .bind(model.dim as i64)
+    .bind(since)
     .fetch_all(c)
     .await
     .map_err(db_error)?;
-    let mut speakers: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    out.data.reserve(rows.len() * model.dim);
+    ids.iter()
+        .map(|id| stored(MemoryId::parse(id)))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+pub async fn searchable_memories(
+    c: &mut PgConnection,
+    uid: &Uid,
+    model: Option<&VectorModel>,
+    only: Option<&[MemoryId]>,
+) -> Result<Vec<SearchableMemory>, StoreError> {
+    let (name, revision, dim) = model_params(model);
+    let only: Option<Vec<String>> = only.map(|ids| ids.iter().map(ToString::to_string).collect());
+    let rows = sqlx::query(
+        "SELECT m.id, m.content, m.tags, m.conversation_id, m.occurred_at, m.created_at,
+                CASE WHEN e.model = $2 AND e.revision = $3 AND e.dim = $4
+                          AND e.content_hash = m.content_hash THEN e.vector END
+         FROM memories m
+         LEFT JOIN memory_embeddings e ON e.uid = m.uid AND e.memory_id = m.id
+         WHERE m.uid = $1 AND m.deleted_at IS NULL AND ($5::text[] IS NULL OR m.id = ANY($5))
+         ORDER BY m.conversation_id COLLATE \"C\" NULLS FIRST, m.occurred_at, m.created_at, m.id COLLATE \"C\"",
+    )
+    .bind(uid.as_str())
+    .bind(name)
+    .bind(revision)
+    .bind(dim)
+    .bind(only)
+    .fetch_all(c)
+    .await
+    .map_err(db_error)?;
+    let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let id: String = col(r, 0)?;
-        let blob: Vec<u8> = col(r, 1)?;
-        if blob.len() != model.dim * 4 {
-            return Err(StoreError::Internal(format!(
-                "stored vector of memory {id} has {} bytes, expected {}",
-                blob.len(),
-                model.dim * 4
-            )));
-        }
-        out.conversation_ids.push(col(r, 2)?);
-        let label =
-            col::<Option<String>>(r, 3)?.filter(|p| crate::search::query::looks_like_a_name(p));
-        if let Some(prefix) = &label {
-            *speakers.entry(prefix.clone()).or_insert(0usize) += 1;
-        }
-        out.speaker_labels.push(label);
-        out.occurred_at.push(Timestamp::from_micros(col(r, 4)?));
-        out.ids.push(stored(MemoryId::parse(&id))?);
-        out.data.extend(
-            blob.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        let vector = match (col::<Option<Vec<u8>>>(r, 6)?, model) {
+            (Some(blob), Some(model)) => Some(decode_vector(&id, &blob, model.dim)?),
+            _ => None,
+        };
+        out.push(SearchableMemory {
+            id: stored(MemoryId::parse(&id))?,
+            content: col(r, 1)?,
+            tags: col(r, 2)?,
+            conversation_id: col(r, 3)?,
+            occurred_at: Timestamp::from_micros(col(r, 4)?),
+            created_at: Timestamp::from_micros(col(r, 5)?),
+            vector,
+        });
     }
-    out.speakers = speakers
-        .into_iter()
-        .filter(|(_, n)| *n >= 3)
-        .map(|(name, _)| name)
-        .collect();
-    out.speakers.sort();
     Ok(out)
 }
 

@@ -559,19 +559,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn search_memories_text(
-        &self,
-        uid: &Uid,
-        fts_query: &str,
-        filter: &SearchFilter,
-        limit: u32,
-    ) -> Result<Vec<TextHit>, StoreError> {
-        let (uid, fts_query, filter) = (uid.clone(), fts_query.to_owned(), filter.clone());
-        self.pool
-            .read(move |c| search::search_memories_text(c, &uid, &fts_query, &filter, limit))
-            .await
-    }
-
     async fn memories_by_ids(
         &self,
         uid: &Uid,
@@ -613,14 +600,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn load_vectors(
+    async fn search_changes(
         &self,
         uid: &Uid,
-        model: &VectorModel,
-    ) -> Result<StoredVectors, StoreError> {
-        let (uid, model) = (uid.clone(), model.clone());
+        since: i64,
+    ) -> Result<Option<Vec<MemoryId>>, StoreError> {
+        let uid = uid.clone();
         self.pool
-            .read(move |c| search::load_vectors(c, &uid, &model))
+            .read(move |c| search::search_changes(c, &uid, since))
+            .await
+    }
+
+    async fn searchable_memories(
+        &self,
+        uid: &Uid,
+        model: Option<&VectorModel>,
+        only: Option<&[MemoryId]>,
+    ) -> Result<Vec<SearchableMemory>, StoreError> {
+        let (uid, model, only) = (uid.clone(), model.cloned(), only.map(<[MemoryId]>::to_vec));
+        self.pool
+            .read(move |c| search::searchable_memories(c, &uid, model.as_ref(), only.as_deref()))
             .await
     }
 

@@ -37,14 +37,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0007_omi_dialect.sql"),
     ),
     (8, "app_home", include_str!("migrations/0008_app_home.sql")),
+    (
+        9,
+        "search_in_memory",
+        include_str!("migrations/0009_search_in_memory.sql"),
+    ),
 ];
 
 /// Statements the writer runs when idle, outside any group commit: bounded incremental
-/// merges of the full-text indexes (their automatic merging is off, see migration 4).
-pub const MAINTENANCE: [&str; 2] = [
-    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('merge', 64)",
-    "INSERT INTO conversations_fts (conversations_fts, rank) VALUES ('merge', 64)",
-];
+/// merges of the conversations' full-text index (its automatic merging is off, see migration 4).
+pub const MAINTENANCE: [&str; 1] =
+    ["INSERT INTO conversations_fts (conversations_fts, rank) VALUES ('merge', 64)"];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
 /// against a database migrated by a newer build.

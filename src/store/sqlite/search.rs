@@ -1,5 +1,6 @@
-//! Search in the embedded backend: FTS5 (BM25) over memories and conversations, stored vectors and the
-//! embedding queue. Every query is scoped by the caller's uid.
+//! Search in the embedded backend: what search holds in memory of each user and the log of its
+//! changes, FTS5 (BM25) over conversations, stored vectors and the embedding queue. Every query is
+//! scoped by the caller's uid.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -8,7 +9,7 @@ use super::{db_error, ingest, memories, stored};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{
     ConversationHit, EmbeddingCounts, EmbeddingJob, EmbeddingOutcome, EmbeddingStatus,
-    SearchFilter, StoreError, StoredVectors, TextHit, VectorModel,
+    SearchFilter, SearchableMemory, StoreError, VectorModel, decode_vector,
 };
 
 fn prefixed(columns: &str, alias: &str) -> String {
@@ -42,65 +43,6 @@ fn push_filter(filter: &SearchFilter, sql: &mut String, args: &mut Vec<Value>) {
         args.push(to.as_micros().into());
     }
     super::memories::push_tag_filter(sql, args, &filter.tags, filter.tag_match);
-}
-
-pub fn search_memories_text(
-    conn: &Connection,
-    uid: &Uid,
-    fts_query: &str,
-    filter: &SearchFilter,
-    limit: u32,
-) -> Result<Vec<TextHit>, StoreError> {
-    if fts_query.trim().is_empty() || limit == 0 {
-        return Ok(Vec::new());
-    }
-    // First the ranking alone (cheap per match), then the rows of the few that are kept. CROSS JOIN
-    // keeps the full-text index as the outer loop: otherwise SQLite may walk the user's memories and
-    // evaluate the whole MATCH once per row.
-    // Content weighs twice as much as tags.
-    let mut sql = String::from(
-        "SELECT m.rowid, bm25(memories_fts, 1.0, 0.5) AS score
-         FROM memories_fts CROSS JOIN memories m ON m.rowid = memories_fts.rowid
-         WHERE memories_fts MATCH ? AND m.uid = ? AND m.deleted_at IS NULL",
-    );
-    let mut args = vec![
-        Value::Text(fts_query.to_owned()),
-        Value::Text(uid.as_str().to_owned()),
-    ];
-    push_filter(filter, &mut sql, &mut args);
-    sql.push_str(" ORDER BY score LIMIT ?");
-    args.push(i64::from(limit).into());
-    let ranked: Vec<(i64, f64)> = conn
-        .prepare_cached(&sql)
-        .and_then(|mut s| {
-            s.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
-        })
-        .map_err(db_error)?;
-    let mut detail = conn
-        .prepare_cached(&format!(
-            "SELECT {} FROM memories m WHERE m.rowid = ?1 AND m.uid = ?2",
-            prefixed(memories::COLUMNS, "m")
-        ))
-        .map_err(db_error)?;
-    let terms = crate::search::query::terms_of_fts(fts_query);
-    let mut hits = Vec::with_capacity(ranked.len());
-    for (rowid, score) in ranked {
-        let found = detail
-            .query_row(params![rowid, uid.as_str()], memories::memory_from_row)
-            .optional()
-            .map_err(db_error)?;
-        if let Some(memory) = found {
-            let snippet = crate::search::query::snippet(memory.content.as_str(), &terms);
-            // FTS5's bm25() is negative, lower is better; callers get higher-is-better.
-            hits.push(TextHit {
-                memory,
-                score: -score,
-                snippet,
-            });
-        }
-    }
-    Ok(hits)
 }
 
 pub fn memories_by_ids(
@@ -182,75 +124,74 @@ pub fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-pub fn load_vectors(
+/// How many generations of changes a user's log keeps (migration 9 trims it in the same number).
+const CHANGES_KEPT: i64 = 10_000;
+
+pub fn search_changes(
     conn: &Connection,
     uid: &Uid,
-    model: &VectorModel,
-) -> Result<StoredVectors, StoreError> {
-    let mut out = StoredVectors {
-        dim: model.dim,
-        ..StoredVectors::default()
-    };
-    let mut speakers: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    since: i64,
+) -> Result<Option<Vec<MemoryId>>, StoreError> {
+    let current = search_generation(conn, uid)?;
+    if since > current || current - since >= CHANGES_KEPT {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT DISTINCT memory_id FROM search_changes WHERE uid = ?1 AND generation > ?2",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![uid.as_str(), since], |r| {
+            stored(MemoryId::parse(&r.get::<_, String>(0)?))
+        })?
+        .collect()
+    })
+    .map(Some)
+    .map_err(db_error)
+}
+
+pub fn searchable_memories(
+    conn: &Connection,
+    uid: &Uid,
+    model: Option<&VectorModel>,
+    only: Option<&[MemoryId]>,
+) -> Result<Vec<SearchableMemory>, StoreError> {
+    let (name, revision, dim) = model_params(model);
+    let only_json = only.map(|ids| {
+        serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    });
     let mut statement = conn
         .prepare_cached(
-            "SELECT e.memory_id, e.vector, m.conversation_id,
-                    CASE WHEN instr(m.content, ':') BETWEEN 2 AND 41
-                         THEN substr(m.content, 1, instr(m.content, ':') - 1) END,
-                    m.occurred_at
-             FROM memory_embeddings e
-             JOIN memories m ON m.uid = e.uid AND m.id = e.memory_id
-             WHERE e.uid = ?1 AND e.model = ?2 AND e.revision = ?3 AND e.dim = ?4 AND e.vector IS NOT NULL
-               AND m.deleted_at IS NULL AND m.content_hash = e.content_hash
+            "SELECT m.id, m.content, m.tags, m.conversation_id, m.occurred_at, m.created_at,
+                    CASE WHEN e.model = ?2 AND e.revision = ?3 AND e.dim = ?4
+                              AND e.content_hash = m.content_hash THEN e.vector END
+             FROM memories m
+             LEFT JOIN memory_embeddings e ON e.uid = m.uid AND e.memory_id = m.id
+             WHERE m.uid = ?1 AND m.deleted_at IS NULL
+               AND (?5 IS NULL OR m.id IN (SELECT value FROM json_each(?5)))
              ORDER BY m.conversation_id, m.occurred_at, m.created_at, m.id",
         )
         .map_err(db_error)?;
     let mut rows = statement
-        .query(params![
-            uid.as_str(),
-            model.name,
-            model.revision,
-            model.dim as i64
-        ])
+        .query(params![uid.as_str(), name, revision, dim, only_json])
         .map_err(db_error)?;
+    let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(db_error)? {
         let id: String = r.get(0).map_err(db_error)?;
-        let blob = r
-            .get_ref(1)
-            .map_err(db_error)?
-            .as_blob()
-            .map_err(|e| StoreError::Internal(format!("stored vector is not a blob: {e}")))?;
-        if blob.len() != model.dim * 4 {
-            return Err(StoreError::Internal(format!(
-                "stored vector of memory {id} has {} bytes, expected {}",
-                blob.len(),
-                model.dim * 4
-            )));
-        }
-        out.conversation_ids.push(r.get(2).map_err(db_error)?);
-        let label = r
-            .get::<_, Option<String>>(3)
-            .map_err(db_error)?
-            .filter(|p| crate::search::query::looks_like_a_name(p));
-        if let Some(prefix) = &label {
-            *speakers.entry(prefix.clone()).or_insert(0usize) += 1;
-        }
-        out.speaker_labels.push(label);
-        out.occurred_at
-            .push(Timestamp::from_micros(r.get(4).map_err(db_error)?));
-        out.ids
-            .push(MemoryId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?);
-        out.data.extend(
-            blob.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        let vector = match (r.get_ref(6).map_err(db_error)?.as_blob_or_null(), model) {
+            (Ok(Some(blob)), Some(model)) => Some(decode_vector(&id, blob, model.dim)?),
+            _ => None,
+        };
+        out.push(SearchableMemory {
+            id: MemoryId::parse(&id).map_err(|e| StoreError::Internal(e.to_string()))?,
+            content: r.get(1).map_err(db_error)?,
+            tags: r.get(2).map_err(db_error)?,
+            conversation_id: r.get(3).map_err(db_error)?,
+            occurred_at: Timestamp::from_micros(r.get(4).map_err(db_error)?),
+            created_at: Timestamp::from_micros(r.get(5).map_err(db_error)?),
+            vector,
+        });
     }
-    out.speakers = speakers
-        .into_iter()
-        .filter(|(_, n)| *n >= 3)
-        .map(|(name, _)| name)
-        .collect();
-    out.speakers.sort();
     Ok(out)
 }
 

@@ -1,0 +1,594 @@
+//! What search holds in memory of each user: every active memory's words (`search::text`), its vector
+//! when it has one, and its place in its conversation.
+//!
+//! A user is loaded from the store once, then kept up to date from the store's change log: memories
+//! changed since the load are held apart (`recent`), the loaded copies they replace are hidden, and
+//! once too many have changed the user is loaded again. A search therefore costs a generation check
+//! plus, after writes, reading just the memories that changed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::text::{self, TextIndex};
+use crate::domain::{MemoryId, Timestamp, Uid};
+use crate::store::{SearchableMemory, Store, StoreError, VectorModel};
+
+/// Users whose index stays in memory at once (least recently used leave first).
+const CACHED_USERS: usize = 64;
+/// Changed memories held apart before the user is loaded again.
+const MAX_RECENT: usize = 2_000;
+/// A name that begins this many of a user's memories (`Sam: …`) is a speaker.
+const SPEAKER_MIN_MEMORIES: usize = 3;
+
+/// No neighbour, no speaker.
+pub const NONE: u32 = u32::MAX;
+
+/// Dot product with eight independent accumulators so the compiler vectorises it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The speaker label of a memory (`Sam` in `Sam: …`), when it looks like a name.
+fn speaker_label(content: &str) -> Option<String> {
+    let (prefix, _) = content.split_once(':')?;
+    (1..=40)
+        .contains(&prefix.chars().count())
+        .then_some(prefix)
+        .filter(|p| super::query::looks_like_a_name(p))
+        .map(str::to_owned)
+}
+
+/// Memories read together; position `i` is the `i`-th.
+#[derive(Debug, Default)]
+struct Segment {
+    ids: Vec<MemoryId>,
+    conversations: Vec<Option<String>>,
+    occurred_at: Vec<Timestamp>,
+    created_at: Vec<Timestamp>,
+    labels: Vec<Option<String>>,
+    has_vector: Vec<bool>,
+    dim: usize,
+    /// `dim` numbers per memory; zeros for one without a vector.
+    vectors: Vec<f32>,
+    text: TextIndex,
+}
+
+impl Segment {
+    fn new(rows: impl IntoIterator<Item = SearchableMemory>, dim: usize) -> Self {
+        let mut segment = Self {
+            dim,
+            ..Self::default()
+        };
+        for row in rows {
+            segment.text.add(&row.content, &row.tags);
+            segment.labels.push(speaker_label(&row.content));
+            segment.ids.push(row.id);
+            segment.conversations.push(row.conversation_id);
+            segment.occurred_at.push(row.occurred_at);
+            segment.created_at.push(row.created_at);
+            match row.vector.filter(|v| v.len() == dim && dim > 0) {
+                Some(v) => {
+                    segment.vectors.extend_from_slice(&v);
+                    segment.has_vector.push(true);
+                }
+                None => {
+                    segment.vectors.extend(std::iter::repeat_n(0.0, dim));
+                    segment.has_vector.push(false);
+                }
+            }
+        }
+        segment
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Order within a conversation: when it happened, when it was written, then id.
+    fn order_key(&self, i: usize) -> (Timestamp, Timestamp, MemoryId) {
+        (self.occurred_at[i], self.created_at[i], self.ids[i])
+    }
+}
+
+/// A user as loaded from the store at once, ordered by conversation and time (the store's order).
+#[derive(Debug)]
+struct Loaded {
+    memories: Segment,
+    position: HashMap<MemoryId, u32>,
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    /// Where each conversation's memories sit (they are contiguous).
+    conversations: HashMap<String, std::ops::Range<u32>>,
+}
+
+impl Loaded {
+    fn new(rows: Vec<SearchableMemory>, dim: usize) -> Self {
+        let memories = Segment::new(rows, dim);
+        let n = memories.len();
+        let (mut prev, mut next) = (vec![NONE; n], vec![NONE; n]);
+        let mut conversations: HashMap<String, std::ops::Range<u32>> = HashMap::new();
+        for i in 0..n {
+            let Some(c) = &memories.conversations[i] else {
+                continue;
+            };
+            if i > 0 && memories.conversations[i - 1].as_ref() == Some(c) {
+                prev[i] = (i - 1) as u32;
+                next[i - 1] = i as u32;
+            }
+            conversations
+                .entry(c.clone())
+                .and_modify(|r| r.end = i as u32 + 1)
+                .or_insert(i as u32..i as u32 + 1);
+        }
+        let position = memories
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        Self {
+            memories,
+            position,
+            prev,
+            next,
+            conversations,
+        }
+    }
+}
+
+/// One user's searchable memories at one generation. Positions `0..loaded` are the loaded memories
+/// (some hidden: changed since), the rest the recently changed ones.
+#[derive(Debug)]
+pub struct UserIndex {
+    loaded: Arc<Loaded>,
+    recent: Segment,
+    recent_position: HashMap<MemoryId, u32>,
+    /// Loaded positions replaced or removed since the load (empty when none are).
+    hidden: Vec<bool>,
+    /// Neighbours of positions in conversations touched since the load.
+    links: HashMap<u32, [u32; 2]>,
+    speakers: Vec<String>,
+    /// Each position's speaker as an index into `speakers`, or `NONE`.
+    speaker_of: Vec<u32>,
+}
+
+impl UserIndex {
+    fn new(loaded: Arc<Loaded>, changed: &HashMap<MemoryId, Option<SearchableMemory>>) -> Self {
+        let base = &loaded.memories;
+        let n = base.len();
+        let mut hidden = Vec::new();
+        let mut touched: HashSet<String> = HashSet::new();
+        for id in changed.keys() {
+            if let Some(&p) = loaded.position.get(id) {
+                if hidden.is_empty() {
+                    hidden = vec![false; n];
+                }
+                hidden[p as usize] = true;
+                touched.extend(base.conversations[p as usize].clone());
+            }
+        }
+        let mut rows: Vec<SearchableMemory> = changed.values().flatten().cloned().collect();
+        rows.sort_by(|a, b| {
+            (&a.conversation_id, a.occurred_at, a.created_at, a.id).cmp(&(
+                &b.conversation_id,
+                b.occurred_at,
+                b.created_at,
+                b.id,
+            ))
+        });
+        let recent = Segment::new(rows, base.dim);
+        touched.extend(recent.conversations.iter().flatten().cloned());
+        let recent_position = recent
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, (n + i) as u32))
+            .collect();
+        let mut index = Self {
+            loaded: Arc::clone(&loaded),
+            recent,
+            recent_position,
+            hidden,
+            links: HashMap::new(),
+            speakers: Vec::new(),
+            speaker_of: Vec::new(),
+        };
+        index.link(&touched);
+        index.find_speakers();
+        index
+    }
+
+    /// Neighbours within each touched conversation, in order, over loaded and recent memories.
+    fn link(&mut self, touched: &HashSet<String>) {
+        let n = self.loaded.memories.len();
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for c in touched {
+            let list = members.entry(c.as_str()).or_default();
+            if let Some(range) = self.loaded.conversations.get(c) {
+                list.extend(
+                    (range.start as usize..range.end as usize).filter(|&p| !self.is_hidden(p)),
+                );
+            }
+        }
+        for (i, c) in self.recent.conversations.iter().enumerate() {
+            if let Some(list) = c.as_deref().and_then(|c| members.get_mut(c)) {
+                list.push(n + i);
+            }
+        }
+        let mut links = HashMap::new();
+        for list in members.values_mut() {
+            list.sort_by_key(|&p| self.segment_of(p).0.order_key(self.segment_of(p).1));
+            for (k, &p) in list.iter().enumerate() {
+                let prev = k.checked_sub(1).map_or(NONE, |k| list[k] as u32);
+                let next = list.get(k + 1).map_or(NONE, |&q| q as u32);
+                links.insert(p as u32, [prev, next]);
+            }
+        }
+        self.links = links;
+    }
+
+    /// Names that begin at least three live memories, and each position's speaker among them.
+    fn find_speakers(&mut self) {
+        let labels: Vec<Option<&String>> = (0..self.len())
+            .map(|p| {
+                let (segment, i) = self.segment_of(p);
+                segment.labels[i].as_ref().filter(|_| self.is_live(p))
+            })
+            .collect();
+        let mut counts: HashMap<&String, usize> = HashMap::new();
+        for label in labels.iter().flatten() {
+            *counts.entry(label).or_default() += 1;
+        }
+        let mut speakers: Vec<String> = counts
+            .into_iter()
+            .filter(|(_, n)| *n >= SPEAKER_MIN_MEMORIES)
+            .map(|(name, _)| name.clone())
+            .collect();
+        speakers.sort();
+        let speaker_of = labels
+            .iter()
+            .map(|label| {
+                label
+                    .and_then(|l| speakers.binary_search(l).ok())
+                    .map_or(NONE, |s| s as u32)
+            })
+            .collect();
+        self.speakers = speakers;
+        self.speaker_of = speaker_of;
+    }
+
+    fn segment_of(&self, p: usize) -> (&Segment, usize) {
+        let n = self.loaded.memories.len();
+        if p < n {
+            (&self.loaded.memories, p)
+        } else {
+            (&self.recent, p - n)
+        }
+    }
+
+    fn is_hidden(&self, p: usize) -> bool {
+        self.hidden.get(p).copied().unwrap_or(false)
+    }
+
+    /// Positions, live or not: `0..len()`.
+    pub fn len(&self) -> usize {
+        self.loaded.memories.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the position holds a current memory (not one replaced since the load).
+    pub fn is_live(&self, p: usize) -> bool {
+        !self.is_hidden(p)
+    }
+
+    pub fn has_vector(&self, p: usize) -> bool {
+        let (segment, i) = self.segment_of(p);
+        segment.has_vector[i] && self.is_live(p)
+    }
+
+    pub fn id(&self, p: usize) -> MemoryId {
+        let (segment, i) = self.segment_of(p);
+        segment.ids[i]
+    }
+
+    pub fn occurred_at(&self, p: usize) -> Timestamp {
+        let (segment, i) = self.segment_of(p);
+        segment.occurred_at[i]
+    }
+
+    /// Where a live memory sits.
+    pub fn position(&self, id: &MemoryId) -> Option<usize> {
+        if let Some(&p) = self.recent_position.get(id) {
+            return Some(p as usize);
+        }
+        let p = *self.loaded.position.get(id)? as usize;
+        self.is_live(p).then_some(p)
+    }
+
+    /// Names that begin at least three of the user's memories (`Sam: …`), sorted.
+    pub fn speakers(&self) -> &[String] {
+        &self.speakers
+    }
+
+    /// The position's speaker as an index into [`Self::speakers`], or [`NONE`].
+    pub fn speaker_of(&self, p: usize) -> u32 {
+        self.speaker_of[p]
+    }
+
+    /// The memories just before and after, in the same conversation.
+    pub fn neighbours(&self, p: usize) -> [Option<usize>; 2] {
+        let [prev, next] = match self.links.get(&(p as u32)) {
+            Some(link) => *link,
+            None if p < self.loaded.memories.len() => [self.loaded.prev[p], self.loaded.next[p]],
+            None => [NONE, NONE],
+        };
+        [prev, next].map(|n| (n != NONE).then_some(n as usize))
+    }
+
+    /// Cosine similarity of every position's vector with `query` (unit vectors: a dot product); NaN
+    /// where there is no live vector.
+    pub fn cosines(&self, query: &[f32]) -> Vec<f32> {
+        let dim = self.loaded.memories.dim;
+        if dim == 0 || query.len() != dim {
+            return Vec::new();
+        }
+        // Both cores: at 100,000 memories this reads 150 MB of vectors.
+        let mut out = Vec::with_capacity(self.len());
+        for segment in [&self.loaded.memories, &self.recent] {
+            out.par_extend(
+                segment
+                    .vectors
+                    .par_chunks_exact(dim)
+                    .zip(segment.has_vector.par_iter())
+                    .map(|(v, &has)| if has { dot(v, query) } else { f32::NAN }),
+            );
+        }
+        for (p, cosine) in out.iter_mut().enumerate() {
+            if self.is_hidden(p) {
+                *cosine = f32::NAN;
+            }
+        }
+        out
+    }
+
+    /// BM25 of the live memories matching any of the stems (`search::text`).
+    pub fn text_scores(&self, stems: &[String]) -> Vec<(usize, f64)> {
+        let n = self.loaded.memories.len() as u32;
+        text::bm25(
+            &[(&self.loaded.memories.text, 0), (&self.recent.text, n)],
+            stems,
+        )
+        .into_iter()
+        .map(|(p, score)| (p as usize, score))
+        .filter(|&(p, _)| self.is_live(p))
+        .collect()
+    }
+}
+
+struct Entry {
+    generation: i64,
+    loaded: Option<Arc<Loaded>>,
+    /// Memories changed since the load: their current row, or `None` when no longer active.
+    changed: HashMap<MemoryId, Option<SearchableMemory>>,
+    index: Option<Arc<UserIndex>>,
+}
+
+/// Each user's index for one model (or none), loaded on first use and followed through the store's
+/// change log after.
+#[derive(Default)]
+pub struct IndexCache {
+    #[allow(clippy::type_complexity)]
+    entries: Mutex<HashMap<(Uid, String), (Arc<tokio::sync::Mutex<Entry>>, Instant)>>,
+}
+
+impl IndexCache {
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        uid: &Uid,
+        model: Option<&VectorModel>,
+    ) -> Result<Arc<UserIndex>, StoreError> {
+        let generation = store.search_generation(uid).await?;
+        let key = (
+            uid.clone(),
+            model.map_or(String::new(), |m| format!("{}\u{0}{}", m.name, m.revision)),
+        );
+        let entry = {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if !entries.contains_key(&key) && entries.len() >= CACHED_USERS {
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
+            }
+            let (entry, used) = entries.entry(key).or_insert_with(|| {
+                let entry = Entry {
+                    generation: 0,
+                    loaded: None,
+                    changed: HashMap::new(),
+                    index: None,
+                };
+                (Arc::new(tokio::sync::Mutex::new(entry)), Instant::now())
+            });
+            *used = Instant::now();
+            Arc::clone(entry)
+        };
+        // One refresh per user at a time; searches arriving meanwhile wait for it and share it.
+        let mut entry = entry.lock().await;
+        if let Some(index) = entry
+            .index
+            .as_ref()
+            .filter(|_| entry.generation == generation)
+        {
+            return Ok(Arc::clone(index));
+        }
+        let dim = model.map_or(0, |m| m.dim);
+        let changes = match &entry.loaded {
+            Some(_) => store.search_changes(uid, entry.generation).await?,
+            None => None,
+        };
+        match (changes, entry.loaded.clone()) {
+            (Some(ids), Some(loaded)) if entry.changed.len() + ids.len() <= MAX_RECENT => {
+                let rows = store.searchable_memories(uid, model, Some(&ids)).await?;
+                for id in ids {
+                    entry.changed.insert(id, None);
+                }
+                for row in rows {
+                    entry.changed.insert(row.id, Some(row));
+                }
+                let index = Arc::new(UserIndex::new(loaded, &entry.changed));
+                entry.index = Some(Arc::clone(&index));
+            }
+            _ => {
+                let started = Instant::now();
+                let rows = store.searchable_memories(uid, model, None).await?;
+                let loaded = Arc::new(Loaded::new(rows, dim));
+                tracing::debug!(
+                    memories = loaded.memories.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "search index loaded"
+                );
+                entry.changed.clear();
+                entry.index = Some(Arc::new(UserIndex::new(
+                    Arc::clone(&loaded),
+                    &entry.changed,
+                )));
+                entry.loaded = Some(loaded);
+            }
+        }
+        entry.generation = generation;
+        Ok(Arc::clone(entry.index.as_ref().expect("set above")))
+    }
+
+    /// Forgets everything (e.g. after the model changed).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        text: &str,
+        conversation: Option<&str>,
+        at: i64,
+        vector: Option<Vec<f32>>,
+    ) -> SearchableMemory {
+        SearchableMemory {
+            id: MemoryId::new(),
+            content: text.to_owned(),
+            tags: "[]".to_owned(),
+            conversation_id: conversation.map(str::to_owned),
+            occurred_at: Timestamp::from_micros(at),
+            created_at: Timestamp::from_micros(at),
+            vector,
+        }
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).cos()).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+
+    #[test]
+    fn neighbours_stay_inside_a_conversation() {
+        let rows = vec![
+            row("x", None, 0, None),
+            row("x", Some("a"), 1, None),
+            row("x", Some("a"), 2, None),
+            row("x", Some("b"), 3, None),
+            row("x", None, 4, None),
+        ];
+        let index = UserIndex::new(Arc::new(Loaded::new(rows, 0)), &HashMap::new());
+        assert_eq!(index.neighbours(0), [None, None]);
+        assert_eq!(index.neighbours(1), [None, Some(2)]);
+        assert_eq!(index.neighbours(2), [Some(1), None]);
+        assert_eq!(index.neighbours(3), [None, None]);
+        assert_eq!(index.neighbours(4), [None, None]);
+    }
+
+    #[test]
+    fn changes_replace_hide_and_relink() {
+        let rows = vec![
+            row("first tea", Some("a"), 1, Some(vec![1.0, 0.0])),
+            row("second tea", Some("a"), 3, Some(vec![0.0, 1.0])),
+            row("third tea", Some("a"), 5, None),
+        ];
+        let (first, second, third) = (rows[0].id, rows[1].id, rows[2].id);
+        let loaded = Arc::new(Loaded::new(rows.clone(), 2));
+        let mut changed = HashMap::new();
+        // The second is deleted, the third edited, a new one written between the first two.
+        changed.insert(second, None);
+        let mut edited = rows[2].clone();
+        edited.content = "third coffee".into();
+        changed.insert(third, Some(edited));
+        let between = row("between", Some("a"), 2, Some(vec![0.6, 0.8]));
+        changed.insert(between.id, Some(between.clone()));
+        let index = UserIndex::new(loaded, &changed);
+
+        assert_eq!(index.position(&second), None);
+        let (p_first, p_between, p_third) = (
+            index.position(&first).unwrap(),
+            index.position(&between.id).unwrap(),
+            index.position(&third).unwrap(),
+        );
+        assert_eq!(index.neighbours(p_first), [None, Some(p_between)]);
+        assert_eq!(index.neighbours(p_between), [Some(p_first), Some(p_third)]);
+        assert_eq!(index.neighbours(p_third), [Some(p_between), None]);
+
+        let tea: Vec<MemoryId> = index
+            .text_scores(&text::query_stems(&["tea".into()]))
+            .into_iter()
+            .map(|(p, _)| index.id(p))
+            .collect();
+        assert_eq!(tea, vec![first]);
+        let coffee = index.text_scores(&text::query_stems(&["coffee".into()]));
+        assert_eq!(coffee.len(), 1);
+        assert_eq!(index.id(coffee[0].0), third);
+
+        let cosines = index.cosines(&[1.0, 0.0]);
+        let live: Vec<usize> = (0..index.len()).filter(|&p| !cosines[p].is_nan()).collect();
+        assert_eq!(live, vec![p_first, p_between]);
+    }
+
+    #[test]
+    fn speakers_are_names_that_begin_three_memories() {
+        let rows = vec![
+            row("Sam: hello", None, 0, None),
+            row("Sam: again", None, 1, None),
+            row("Sam: and again", None, 2, None),
+            row("Ana: once", None, 3, None),
+        ];
+        let index = UserIndex::new(Arc::new(Loaded::new(rows, 0)), &HashMap::new());
+        assert_eq!(index.speakers(), ["Sam".to_owned()]);
+        assert_eq!(index.speaker_of(0), 0);
+        assert_eq!(index.speaker_of(3), NONE);
+    }
+}
