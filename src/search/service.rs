@@ -96,14 +96,14 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         // Chosen on all three LoCoMo files; the cross-validated choices per held-out file were
-        // text_context 0.75–1, semantic_context 0.25–0.5, text_weight 0.3–0.5, speaker_bonus 0.2–0.3,
+        // text_context 0.75–1, semantic_context 0.25–0.75, text_weight 0.3–0.4, speaker_bonus 0.2–0.3,
         // date_boost 0.2–0.3.
         Self {
             text_context: 0.75,
             semantic_context: 0.25,
-            text_weight: 0.3,
+            text_weight: 0.4,
             speaker_bonus: 0.3,
-            date_boost: 0.3,
+            date_boost: 0.5,
         }
     }
 }

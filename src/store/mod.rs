@@ -299,8 +299,7 @@ pub trait Store: Send + Sync + 'static {
         since: i64,
     ) -> Result<Option<Vec<MemoryId>>, StoreError>;
     /// The user's active memories as search holds them (all, or those of `only`), with their vectors
-    /// of `model`; ordered by conversation, then by when they happened and were written, so that a
-    /// conversation's memories follow each other in order.
+    /// of `model`, in [`SearchableMemory::conversation_order`].
     async fn searchable_memories(
         &self,
         uid: &Uid,

@@ -55,6 +55,19 @@ pub struct SearchableMemory {
     pub vector: Option<Vec<f32>>,
 }
 
+impl SearchableMemory {
+    /// The order search keeps memories in: by conversation (none first), then by when they happened
+    /// and were written, so that a conversation's memories follow each other in order.
+    pub fn conversation_order(&self) -> (Option<&str>, Timestamp, Timestamp, MemoryId) {
+        (
+            self.conversation_id.as_deref(),
+            self.occurred_at,
+            self.created_at,
+            self.id,
+        )
+    }
+}
+
 /// Decodes a stored vector (`dim` little-endian f32, as both backends store it).
 pub fn decode_vector(
     id: &str,

@@ -949,35 +949,4 @@ mod store {
         assert!(text_search(&searcher, &alice, "").await.is_empty());
         assert_eq!(text_search(&searcher, &bob, "car").await.len(), 1);
     }
-
-    #[tokio::test]
-    async fn the_change_log_names_what_changed_since_a_generation() {
-        let (store, _dir) = open().await;
-        let alice = Uid::parse("alice").unwrap();
-        store.create_user(&alice).await.unwrap();
-        let a = memory(&*store, &alice, "alpha").await;
-        let since = store.search_generation(&alice).await.unwrap();
-        assert_eq!(
-            store.search_changes(&alice, since).await.unwrap(),
-            Some(vec![])
-        );
-        let b = memory(&*store, &alice, "beta").await;
-        store
-            .delete_memory(&alice, a.id, None, &ctx())
-            .await
-            .unwrap();
-        let mut changed = store.search_changes(&alice, since).await.unwrap().unwrap();
-        changed.sort();
-        let mut expected = vec![a.id, b.id];
-        expected.sort();
-        assert_eq!(changed, expected);
-        let now = store.search_generation(&alice).await.unwrap();
-        assert!(now > since);
-        // A generation the log does not reach (ahead of it, or trimmed away) asks for a full load.
-        assert_eq!(store.search_changes(&alice, now + 1).await.unwrap(), None);
-        assert_eq!(
-            store.search_changes(&alice, now - 20_000).await.unwrap(),
-            None
-        );
-    }
 }

@@ -1061,6 +1061,60 @@ pub async fn omi_outbox_follows_sync_settings(store: &dyn Store) {
     );
 }
 
+/// What search holds in memory follows the store through the change log (search::index).
+pub async fn search_changes_name_what_changed(store: &dyn Store) {
+    let alice = user(store, "alice").await;
+    let a = store
+        .create_memory(&alice, new("alpha"), &ctx())
+        .await
+        .unwrap()
+        .into_memory();
+    let since = store.search_generation(&alice).await.unwrap();
+    assert_eq!(
+        store.search_changes(&alice, since).await.unwrap(),
+        Some(vec![])
+    );
+    let b = store
+        .create_memory(&alice, new("beta"), &ctx())
+        .await
+        .unwrap()
+        .into_memory();
+    store
+        .delete_memory(&alice, a.id, None, &ctx())
+        .await
+        .unwrap();
+    let mut changed = store.search_changes(&alice, since).await.unwrap().unwrap();
+    changed.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(changed, expected);
+    let held = store
+        .searchable_memories(&alice, None, Some(&changed))
+        .await
+        .unwrap();
+    assert_eq!(
+        held.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        vec!["beta"],
+        "a deleted memory is no longer held"
+    );
+    let now = store.search_generation(&alice).await.unwrap();
+    assert!(now > since);
+    // A generation the log does not reach (ahead of it, or trimmed away) asks for a full load.
+    assert_eq!(store.search_changes(&alice, now + 1).await.unwrap(), None);
+    assert_eq!(
+        store.search_changes(&alice, now - 20_000).await.unwrap(),
+        None
+    );
+    // A user created again under the same uid never repeats a generation of the old one.
+    store.delete_user(&alice).await.unwrap();
+    store.create_user(&alice).await.unwrap();
+    store
+        .create_memory(&alice, new("gamma"), &ctx())
+        .await
+        .unwrap();
+    assert!(store.search_generation(&alice).await.unwrap() > now);
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -1093,6 +1147,7 @@ macro_rules! conformance {
             check!(deleting_a_user_erases_everything);
             check!(stats_count_what_is_there);
             check!(omi_outbox_follows_sync_settings);
+            check!(search_changes_name_what_changed);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_writes_all_land() {

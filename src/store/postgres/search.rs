@@ -189,8 +189,7 @@ pub async fn searchable_memories(
                           AND e.content_hash = m.content_hash THEN e.vector END
          FROM memories m
          LEFT JOIN memory_embeddings e ON e.uid = m.uid AND e.memory_id = m.id
-         WHERE m.uid = $1 AND m.deleted_at IS NULL AND ($5::text[] IS NULL OR m.id = ANY($5))
-         ORDER BY m.conversation_id COLLATE \"C\" NULLS FIRST, m.occurred_at, m.created_at, m.id COLLATE \"C\"",
+         WHERE m.uid = $1 AND m.deleted_at IS NULL AND ($5::text[] IS NULL OR m.id = ANY($5))",
     )
     .bind(uid.as_str())
     .bind(name)
@@ -217,6 +216,7 @@ pub async fn searchable_memories(
             vector,
         });
     }
+    out.sort_unstable_by(|a, b| a.conversation_order().cmp(&b.conversation_order()));
     Ok(out)
 }
 
