@@ -270,62 +270,77 @@ impl Searcher {
             .cache
             .get(self.store.as_ref(), uid, self.model.as_ref())
             .await?;
-        match &self.embedder {
-            None if mode != Mode::Text => {
+        // The question's vector is computed (on the embedder's threads) while the filter and the
+        // words are looked at here.
+        let embedding = async {
+            match &self.embedder {
+                Some(embedder) if mode != Mode::Text => {
+                    // Names of the people speaking in the user's conversations would pull the
+                    // question towards everything that person said; the text signal still uses them.
+                    let speakers = index.speakers();
+                    let asked: Vec<String> = query::words(query_text);
+                    let named: Vec<u32> = speakers
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, name)| {
+                            name.split(' ').all(|w| asked.contains(&w.to_lowercase()))
+                        })
+                        .map(|(i, _)| i as u32)
+                        .collect();
+                    let semantic_query = query::without_names(query_text, speakers);
+                    let vector = embedder.embed(std::slice::from_ref(&semantic_query)).await;
+                    Some((named, vector))
+                }
+                _ => None,
+            }
+        };
+        let words = async {
+            let allowed: Option<Vec<bool>> = if request.filter.is_empty() {
+                None
+            } else {
+                let mut allowed = vec![false; index.len()];
+                for id in self.store.filtered_memory_ids(uid, &request.filter).await? {
+                    if let Some(p) = index.position(&id) {
+                        allowed[p] = true;
+                    }
+                }
+                Some(allowed)
+            };
+            let text = (mode != Mode::Semantic)
+                .then(|| text_candidates(&index, query_text, allowed.as_ref(), depth));
+            Ok::<_, StoreError>((allowed, text))
+        };
+        let (embedded, words) = tokio::join!(embedding, words);
+        let (allowed, text) = words?;
+        match embedded {
+            _ if self.embedder.is_none() && mode != Mode::Text => {
                 notice = Some(format!(
                     "semantic search unavailable ({}); results are full-text only",
                     self.unavailable.as_deref().unwrap_or("no embedding model")
                 ));
                 mode = Mode::Text;
             }
+            Some((asked_for, Ok(mut v))) if v.len() == 1 => {
+                named = asked_for;
+                query_vector = Some(v.remove(0));
+            }
+            Some((_, Ok(_))) => mode = Mode::Text,
+            Some((_, Err(error))) => {
+                tracing::warn!(%error, "cannot embed the query; full text only");
+                notice = Some(format!(
+                    "semantic search failed ({error}); results are full-text only"
+                ));
+                mode = Mode::Text;
+            }
             None => {}
-            Some(embedder) if mode != Mode::Text => {
-                // Names of the people speaking in the user's conversations would pull the question
-                // towards everything that person said; the text signal still uses them.
-                let speakers = index.speakers();
-                let asked: Vec<String> = query::words(query_text);
-                named = speakers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, name)| name.split(' ').all(|w| asked.contains(&w.to_lowercase())))
-                    .map(|(i, _)| i as u32)
-                    .collect();
-                let semantic_query = query::without_names(query_text, speakers);
-                match embedder.embed(std::slice::from_ref(&semantic_query)).await {
-                    Ok(mut v) if v.len() == 1 => query_vector = Some(v.remove(0)),
-                    Ok(_) => mode = Mode::Text,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot embed the query; full text only");
-                        notice = Some(format!(
-                            "semantic search failed ({error}); results are full-text only"
-                        ));
-                        mode = Mode::Text;
-                    }
-                }
-            }
-            Some(_) => {}
         }
-        let allowed: Option<Vec<bool>> = if request.filter.is_empty() {
-            None
-        } else {
-            let mut allowed = vec![false; index.len()];
-            for id in self.store.filtered_memory_ids(uid, &request.filter).await? {
-                if let Some(p) = index.position(&id) {
-                    allowed[p] = true;
-                }
+        // A semantic search that fell back to words reads them now.
+        let text = match text {
+            Some(text) => text,
+            None if mode != Mode::Semantic => {
+                text_candidates(&index, query_text, allowed.as_ref(), depth)
             }
-            Some(allowed)
-        };
-        let text = if mode == Mode::Semantic {
-            Vec::new()
-        } else {
-            let stems = text::query_stems(&query::terms(query_text));
-            let scores = index
-                .text_scores(&stems)
-                .into_iter()
-                .filter(|&(p, _)| allowed.as_ref().is_none_or(|a| a[p]))
-                .collect();
-            best(scores, depth)
+            None => Vec::new(),
         };
         let cosines = match &query_vector {
             Some(q) => index.cosines(q),
@@ -396,6 +411,22 @@ impl Searcher {
             .search_conversations(uid, &fts, limit.clamp(1, MAX_LIMIT) as u32)
             .await
     }
+}
+
+/// The `depth` best BM25 matches of the text's words among the allowed positions.
+fn text_candidates(
+    index: &UserIndex,
+    text: &str,
+    allowed: Option<&Vec<bool>>,
+    depth: usize,
+) -> Vec<(usize, f64)> {
+    let stems = text::query_stems(&query::terms(text));
+    let scores = index
+        .text_scores(&stems)
+        .into_iter()
+        .filter(|&(p, _)| allowed.is_none_or(|a| a[p]))
+        .collect();
+    best(scores, depth)
 }
 
 /// `own + context · (prev + next) / 2` for every position that has a score or a neighbour with one.
