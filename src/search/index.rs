@@ -153,6 +153,11 @@ struct Loaded {
     next: Vec<u32>,
     /// Where each conversation's memories sit (they are contiguous).
     conversations: HashMap<String, std::ops::Range<u32>>,
+    /// The distinct speaker labels, how many memories begin with each, and each memory's label (an
+    /// index into them, or `NONE`): a refresh then counts speakers without walking every memory.
+    label_names: Vec<String>,
+    label_counts: Vec<usize>,
+    label_of: Vec<u32>,
 }
 
 impl Loaded {
@@ -180,12 +185,31 @@ impl Loaded {
             .enumerate()
             .map(|(i, id)| (*id, i as u32))
             .collect();
+        let (mut label_names, mut label_counts) = (Vec::new(), Vec::new());
+        let mut label_ids: HashMap<&str, u32> = HashMap::new();
+        let label_of = memories
+            .labels
+            .iter()
+            .map(|label| {
+                let Some(label) = label else { return NONE };
+                let id = *label_ids.entry(label).or_insert_with(|| {
+                    label_names.push(label.clone());
+                    label_counts.push(0);
+                    (label_names.len() - 1) as u32
+                });
+                label_counts[id as usize] += 1;
+                id
+            })
+            .collect();
         Self {
             memories,
             position,
             prev,
             next,
             conversations,
+            label_names,
+            label_counts,
+            label_of,
         }
     }
 }
@@ -202,8 +226,9 @@ pub struct UserIndex {
     /// Neighbours of positions in conversations touched since the load.
     links: HashMap<u32, [u32; 2]>,
     speakers: Vec<String>,
-    /// Each position's speaker as an index into `speakers`, or `NONE`.
-    speaker_of: Vec<u32>,
+    /// The speaker (index into `speakers`, or `NONE`) of each loaded label, and of each recent memory.
+    loaded_speaker: Vec<u32>,
+    recent_speaker: Vec<u32>,
 }
 
 impl UserIndex {
@@ -211,6 +236,7 @@ impl UserIndex {
         let base = &loaded.memories;
         let n = base.len();
         let mut hidden = Vec::new();
+        let mut hidden_positions = Vec::new();
         let mut touched: HashSet<String> = HashSet::new();
         for id in changed.keys() {
             if let Some(&p) = loaded.position.get(id) {
@@ -218,6 +244,7 @@ impl UserIndex {
                     hidden = vec![false; n];
                 }
                 hidden[p as usize] = true;
+                hidden_positions.push(p as usize);
                 touched.extend(base.conversations[p as usize].clone());
             }
         }
@@ -238,10 +265,11 @@ impl UserIndex {
             hidden,
             links: HashMap::new(),
             speakers: Vec::new(),
-            speaker_of: Vec::new(),
+            loaded_speaker: Vec::new(),
+            recent_speaker: Vec::new(),
         };
         index.link(&touched);
-        index.find_speakers();
+        index.find_speakers(&hidden_positions);
         index
     }
 
@@ -274,34 +302,47 @@ impl UserIndex {
         self.links = links;
     }
 
-    /// Names that begin at least three live memories, and each position's speaker among them.
-    fn find_speakers(&mut self) {
-        let labels: Vec<Option<&String>> = (0..self.len())
-            .map(|p| {
-                let (segment, i) = self.segment_of(p);
-                segment.labels[i].as_ref().filter(|_| self.is_live(p))
-            })
+    /// Names that begin at least three live memories, and each position's speaker among them:
+    /// the loaded counts, less the hidden memories, plus the recent ones.
+    fn find_speakers(&mut self, hidden_positions: &[usize]) {
+        let loaded = &self.loaded;
+        let mut counts: HashMap<&str, usize> = loaded
+            .label_names
+            .iter()
+            .zip(&loaded.label_counts)
+            .map(|(name, &n)| (name.as_str(), n))
             .collect();
-        let mut counts: HashMap<&String, usize> = HashMap::new();
-        for label in labels.iter().flatten() {
+        for &p in hidden_positions {
+            if let Some(name) = loaded.label_names.get(loaded.label_of[p] as usize) {
+                counts.entry(name).and_modify(|n| *n -= 1);
+            }
+        }
+        for label in self.recent.labels.iter().flatten() {
             *counts.entry(label).or_default() += 1;
         }
         let mut speakers: Vec<String> = counts
             .into_iter()
             .filter(|(_, n)| *n >= SPEAKER_MIN_MEMORIES)
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.to_owned())
             .collect();
         speakers.sort();
-        let speaker_of = labels
+        let speaker = |label: Option<&String>| {
+            label
+                .and_then(|l| speakers.binary_search(l).ok())
+                .map_or(NONE, |s| s as u32)
+        };
+        self.loaded_speaker = loaded
+            .label_names
             .iter()
-            .map(|label| {
-                label
-                    .and_then(|l| speakers.binary_search(l).ok())
-                    .map_or(NONE, |s| s as u32)
-            })
+            .map(|l| speaker(Some(l)))
+            .collect();
+        self.recent_speaker = self
+            .recent
+            .labels
+            .iter()
+            .map(|l| speaker(l.as_ref()))
             .collect();
         self.speakers = speakers;
-        self.speaker_of = speaker_of;
     }
 
     fn segment_of(&self, p: usize) -> (&Segment, usize) {
@@ -362,7 +403,15 @@ impl UserIndex {
 
     /// The position's speaker as an index into [`Self::speakers`], or [`NONE`].
     pub fn speaker_of(&self, p: usize) -> u32 {
-        self.speaker_of[p]
+        let n = self.loaded.memories.len();
+        if p >= n {
+            return self.recent_speaker[p - n];
+        }
+        let label = self.loaded.label_of[p];
+        if label == NONE || !self.is_live(p) {
+            return NONE;
+        }
+        self.loaded_speaker[label as usize]
     }
 
     /// The memories just before and after, in the same conversation.
@@ -642,9 +691,24 @@ mod tests {
             row("Sam: and again", None, 2, None),
             row("Ana: once", None, 3, None),
         ];
-        let index = UserIndex::new(Arc::new(Loaded::new(rows, 0)), &HashMap::new());
+        let loaded = Arc::new(Loaded::new(rows.clone(), 0));
+        let index = UserIndex::new(Arc::clone(&loaded), &HashMap::new());
         assert_eq!(index.speakers(), ["Sam".to_owned()]);
         assert_eq!(index.speaker_of(0), 0);
         assert_eq!(index.speaker_of(3), NONE);
+
+        // One of Sam's is deleted and Ana speaks twice more: Ana is a speaker now, Sam no longer.
+        let mut changed = HashMap::new();
+        changed.insert(rows[0].id, None);
+        for (i, text) in ["Ana: twice", "Ana: thrice"].into_iter().enumerate() {
+            let r = row(text, None, 10 + i as i64, None);
+            changed.insert(r.id, Some(r));
+        }
+        let index = UserIndex::new(loaded, &changed);
+        assert_eq!(index.speakers(), ["Ana".to_owned()]);
+        let ana = index.position(&rows[3].id).unwrap();
+        assert_eq!(index.speaker_of(ana), 0);
+        assert_eq!(index.speaker_of(index.position(&rows[1].id).unwrap()), NONE);
+        assert_eq!(index.speaker_of(index.len() - 1), 0);
     }
 }

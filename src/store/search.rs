@@ -68,6 +68,15 @@ impl SearchableMemory {
     }
 }
 
+/// How many generations of changes a user's log keeps (migration 9 trims it at the same number, on
+/// both backends).
+pub const SEARCH_CHANGES_KEPT: i64 = 10_000;
+
+/// Whether a user's change log, now at generation `current`, still holds every change after `since`.
+pub fn change_log_reaches(since: i64, current: i64) -> bool {
+    since <= current && current - since < SEARCH_CHANGES_KEPT
+}
+
 /// Decodes a stored vector (`dim` little-endian f32, as both backends store it).
 pub fn decode_vector(
     id: &str,

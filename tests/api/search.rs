@@ -903,6 +903,28 @@ mod store {
         assert_eq!(hits[0].memory.id, car.id, "both terms rank first");
         assert!(hits[0].score > hits[1].score && hits[1].score > 0.0);
 
+        // More changes than the index holds apart (2,000): the user is read again, whole.
+        for batch in 0..3 {
+            let memories = (0..700)
+                .map(|i| {
+                    let text = format!("kayak trip number {}", batch * 700 + i);
+                    NewMemory::new(Content::parse(&text).unwrap(), Source::Api)
+                })
+                .collect();
+            let results = store
+                .create_memories(&alice, memories, &ctx())
+                .await
+                .unwrap();
+            assert!(results.iter().all(Result::is_ok));
+        }
+        let found = text_search(&searcher, &alice, "2099").await;
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].memory.content.as_str(), "kayak trip number 2099");
+        assert_eq!(
+            text_search(&searcher, &alice, "Sam car").await[0].memory.id,
+            car.id
+        );
+
         // Each change is seen by the next search: a new memory, an edit, a delete, a restore.
         let boat = memory(&*store, &alice, "Sam's boat").await;
         assert_eq!(text_search(&searcher, &alice, "boat").await.len(), 1);

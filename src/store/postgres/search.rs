@@ -9,7 +9,7 @@ use super::{ingest, memories};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{
     ConversationHit, EmbeddingCounts, EmbeddingJob, EmbeddingOutcome, EmbeddingStatus,
-    SearchFilter, SearchableMemory, StoreError, VectorModel, decode_vector,
+    SearchFilter, SearchableMemory, StoreError, VectorModel, change_log_reaches, decode_vector,
 };
 
 /// Weights of the tsvector classes {D, C, B, A}: conversations put title in A, overview in B,
@@ -149,16 +149,13 @@ pub fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// How many generations of changes a user's log keeps (migration 9 trims it in the same number).
-const CHANGES_KEPT: i64 = 10_000;
-
 pub async fn search_changes(
     c: &mut PgConnection,
     uid: &Uid,
     since: i64,
 ) -> Result<Option<Vec<MemoryId>>, StoreError> {
     let current = search_generation(&mut *c, uid).await?;
-    if since > current || current - since >= CHANGES_KEPT {
+    if !change_log_reaches(since, current) {
         return Ok(None);
     }
     let ids: Vec<String> = sqlx::query_scalar(

@@ -11,7 +11,7 @@ use super::{db_error, ingest, memories, stored};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{
     ConversationHit, EmbeddingCounts, EmbeddingJob, EmbeddingOutcome, EmbeddingStatus,
-    SearchFilter, SearchableMemory, StoreError, VectorModel, decode_vector,
+    SearchFilter, SearchableMemory, StoreError, VectorModel, change_log_reaches, decode_vector,
 };
 
 fn prefixed(columns: &str, alias: &str) -> String {
@@ -126,16 +126,13 @@ pub fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// How many generations of changes a user's log keeps (migration 9 trims it in the same number).
-const CHANGES_KEPT: i64 = 10_000;
-
 pub fn search_changes(
     conn: &Connection,
     uid: &Uid,
     since: i64,
 ) -> Result<Option<Vec<MemoryId>>, StoreError> {
     let current = search_generation(conn, uid)?;
-    if since > current || current - since >= CHANGES_KEPT {
+    if !change_log_reaches(since, current) {
         return Ok(None);
     }
     conn.prepare_cached(

@@ -16,8 +16,20 @@ CREATE TABLE search_changes (
     PRIMARY KEY (uid, generation, memory_id)
 ) WITHOUT ROWID;
 
--- Every trigger that moved the generation now also logs which memory changed. A write of a new memory
--- moves it too (text search sees a memory as soon as it is written).
+-- Every trigger that moved the generation now also logs which memory changed, through one place:
+-- a row inserted into this view moves the user's generation, logs the memory under it and trims the
+-- log (SQLite's form of PostgreSQL's log_search_change function). A write of a new memory moves it
+-- too (text search sees a memory as soon as it is written).
+CREATE VIEW search_change_requests (uid, memory_id) AS SELECT uid, memory_id FROM search_changes;
+CREATE TRIGGER search_change_log INSTEAD OF INSERT ON search_change_requests BEGIN
+    INSERT INTO search_generations (uid, generation) VALUES (new.uid, 1)
+        ON CONFLICT (uid) DO UPDATE SET generation = generation + 1;
+    INSERT OR IGNORE INTO search_changes (uid, generation, memory_id)
+        SELECT uid, generation, new.memory_id FROM search_generations WHERE uid = new.uid;
+    DELETE FROM search_changes WHERE uid = new.uid
+        AND generation <= (SELECT generation FROM search_generations WHERE uid = new.uid) - 10000;
+END;
+
 DROP TRIGGER search_generation_memory_update;
 DROP TRIGGER embedding_forget_memory;
 DROP TRIGGER search_generation_embedding_insert;
@@ -25,46 +37,21 @@ DROP TRIGGER search_generation_embedding_update;
 DROP TRIGGER search_generation_forget_user;
 
 CREATE TRIGGER search_change_memory_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO search_generations (uid, generation) VALUES (new.uid, 1)
-        ON CONFLICT (uid) DO UPDATE SET generation = generation + 1;
-    INSERT OR IGNORE INTO search_changes (uid, generation, memory_id)
-        SELECT uid, generation, new.id FROM search_generations WHERE uid = new.uid;
-    DELETE FROM search_changes WHERE uid = new.uid
-        AND generation <= (SELECT generation FROM search_generations WHERE uid = new.uid) - 10000;
+    INSERT INTO search_change_requests VALUES (new.uid, new.id);
 END;
 CREATE TRIGGER search_change_memory_update AFTER UPDATE ON memories BEGIN
-    INSERT INTO search_generations (uid, generation) VALUES (new.uid, 1)
-        ON CONFLICT (uid) DO UPDATE SET generation = generation + 1;
-    INSERT OR IGNORE INTO search_changes (uid, generation, memory_id)
-        SELECT uid, generation, new.id FROM search_generations WHERE uid = new.uid;
-    DELETE FROM search_changes WHERE uid = new.uid
-        AND generation <= (SELECT generation FROM search_generations WHERE uid = new.uid) - 10000;
+    INSERT INTO search_change_requests VALUES (new.uid, new.id);
 END;
 CREATE TRIGGER embedding_forget_memory AFTER DELETE ON memories BEGIN
     DELETE FROM memory_embeddings WHERE uid = old.uid AND memory_id = old.id;
     DELETE FROM embedding_queue WHERE uid = old.uid AND memory_id = old.id;
-    INSERT INTO search_generations (uid, generation) VALUES (old.uid, 1)
-        ON CONFLICT (uid) DO UPDATE SET generation = generation + 1;
-    INSERT OR IGNORE INTO search_changes (uid, generation, memory_id)
-        SELECT uid, generation, old.id FROM search_generations WHERE uid = old.uid;
-    DELETE FROM search_changes WHERE uid = old.uid
-        AND generation <= (SELECT generation FROM search_generations WHERE uid = old.uid) - 10000;
+    INSERT INTO search_change_requests VALUES (old.uid, old.id);
 END;
 CREATE TRIGGER search_change_embedding_insert AFTER INSERT ON memory_embeddings BEGIN
-    INSERT INTO search_generations (uid, generation) VALUES (new.uid, 1)
-        ON CONFLICT (uid) DO UPDATE SET generation = generation + 1;
-    INSERT OR IGNORE INTO search_changes (uid, generation, memory_id)
-        SELECT uid, generation, new.memory_id FROM search_generations WHERE uid = new.uid;
-    DELETE FROM search_changes WHERE uid = new.uid
-        AND generation <= (SELECT generation FROM search_generations WHERE uid = new.uid) - 10000;
+    INSERT INTO search_change_requests VALUES (new.uid, new.memory_id);
 END;
 CREATE TRIGGER search_change_embedding_update AFTER UPDATE ON memory_embeddings BEGIN
-    INSERT INTO search_generations (uid, generation) VALUES (new.uid, 1)
-        ON CONFLICT (uid) DO UPDATE SET generation = generation + 1;
-    INSERT OR IGNORE INTO search_changes (uid, generation, memory_id)
-        SELECT uid, generation, new.memory_id FROM search_generations WHERE uid = new.uid;
-    DELETE FROM search_changes WHERE uid = new.uid
-        AND generation <= (SELECT generation FROM search_generations WHERE uid = new.uid) - 10000;
+    INSERT INTO search_change_requests VALUES (new.uid, new.memory_id);
 END;
 -- A user's memories are deleted before the user (store::sqlite::accounts). The generation itself
 -- stays: a user created again under the same uid must never repeat a generation an instance has
