@@ -58,8 +58,24 @@ impl Quantized {
     }
 }
 
+/// Vectors one task of the cosine scan scores: enough that scheduling costs nothing, few enough
+/// that both cores share the work.
+const VECTORS_PER_TASK: usize = 2_048;
+
+/// Runs `f` compiled for AVX2 when the CPU has it (checked at run time, so one binary runs
+/// everywhere): the cosine scan then does twice the products per instruction of baseline x86-64.
+fn with_wide_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return pulp::Simd::vectorize(simd, f);
+    }
+    f()
+}
+
 /// Dot product of 8-bit codes, products summed in sixteen independent lanes so that the compiler
-/// vectorises it (each product fits in 16 bits: |127 · 127| < 2¹⁵).
+/// vectorises it (each product fits in 16 bits: |127 · 127| < 2¹⁵). Always inlined, so that it is
+/// compiled for the instruction set its caller was (see [`with_wide_simd`]).
+#[inline(always)]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     debug_assert_eq!(a.len(), b.len());
     let mut acc = [0i32; 16];
@@ -432,23 +448,26 @@ impl UserIndex {
             return Vec::new();
         }
         let query = Quantized::new(query);
-        // On both cores: at 100,000 memories this reads 38 MB of codes.
-        let mut out = Vec::with_capacity(self.len());
-        for segment in [&self.loaded.memories, &self.recent] {
-            out.par_extend(
-                segment
-                    .codes
-                    .par_chunks_exact(dim)
-                    .zip(segment.scales.par_iter())
-                    .zip(segment.has_vector.par_iter())
-                    .map(|((codes, &scale), &has)| {
-                        if has {
-                            query.scale * scale * dot_i8(codes, &query.codes) as f32
-                        } else {
-                            f32::NAN
+        let mut out = vec![f32::NAN; self.len()];
+        let (loaded, recent) = out.split_at_mut(self.loaded.memories.len());
+        for (segment, out) in [(&self.loaded.memories, loaded), (&self.recent, recent)] {
+            // On both cores: at 100,000 memories this reads 38 MB of codes.
+            out.par_chunks_mut(VECTORS_PER_TASK)
+                .enumerate()
+                .for_each(|(task, out)| {
+                    let first = task * VECTORS_PER_TASK;
+                    with_wide_simd(|| {
+                        for (i, cosine) in out.iter_mut().enumerate() {
+                            let v = first + i;
+                            if segment.has_vector[v] {
+                                let codes = &segment.codes[v * dim..(v + 1) * dim];
+                                *cosine = query.scale
+                                    * segment.scales[v]
+                                    * dot_i8(codes, &query.codes) as f32;
+                            }
                         }
-                    }),
-            );
+                    })
+                });
         }
         for (p, cosine) in out.iter_mut().enumerate() {
             if self.is_hidden(p) {

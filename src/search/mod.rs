@@ -6,6 +6,7 @@ pub mod index;
 pub mod query;
 pub mod service;
 pub mod text;
+pub mod top;
 pub mod worker;
 
 pub use service::{

@@ -9,10 +9,12 @@ use utoipa::ToSchema;
 use super::dates::{self, DateWindow};
 use super::embed::{self, Embedder, EmbeddingSettings};
 use super::index::{IndexCache, UserIndex};
+use super::top::{Best, best};
 use super::worker::{EmbeddingWorker, vector_model};
 use super::{query, text};
 use crate::domain::{Memory, MemoryId, Timestamp, Uid};
 use crate::store::{ConversationHit, SearchFilter, Store, StoreError, VectorModel};
+use rayon::prelude::*;
 
 /// Reciprocal rank fusion constant (Cormack et al.): `score = Σ 1 / (K + rank)`.
 pub const RRF_K: f64 = 60.0;
@@ -424,8 +426,7 @@ fn text_candidates(
     let scores = index
         .text_scores(&stems)
         .into_iter()
-        .filter(|&(p, _)| allowed.is_none_or(|a| a[p]))
-        .collect();
+        .filter(|&(p, _)| allowed.is_none_or(|a| a[p]));
     best(scores, depth)
 }
 
@@ -460,17 +461,6 @@ fn with_context(
         .collect()
 }
 
-/// The `depth` best, best first (ties: lower position first).
-fn best(mut scores: Vec<(usize, f64)>, depth: usize) -> Vec<(usize, f64)> {
-    let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if scores.len() > depth && depth > 0 {
-        scores.select_nth_unstable_by(depth - 1, order);
-        scores.truncate(depth);
-    }
-    scores.sort_unstable_by(order);
-    scores
-}
-
 impl RawSignals {
     fn allows(&self, p: usize) -> bool {
         self.allowed.as_ref().is_none_or(|a| a[p])
@@ -491,7 +481,7 @@ fn text_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(usize, 
         })
         .collect();
     if tuning.text_context <= 0.0 {
-        return best(own.into_iter().collect(), depth);
+        return best(own, depth);
     }
     let allowed = |p: usize| raw.allows(p);
     best(
@@ -507,33 +497,42 @@ fn semantic_ranking(raw: &RawSignals, tuning: &Tuning, depth: usize) -> Vec<(usi
         return Vec::new();
     }
     let cosine = |p: usize| Some(raw.cosines[p]).filter(|c| !c.is_nan() && raw.allows(p));
-    let scores: Vec<(usize, f64)> = (0..index.len())
-        .filter_map(|p| {
-            let own = cosine(p)?;
-            let around: f64 = if tuning.semantic_context > 0.0 {
-                index
-                    .neighbours(p)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(cosine)
-                    .map(f64::from)
-                    .sum()
-            } else {
-                0.0
-            };
-            let speaker = index.speaker_of(p);
-            let bonus = if speaker != super::index::NONE && raw.named.contains(&speaker) {
-                tuning.speaker_bonus
-            } else {
-                0.0
-            } + raw.date_boost_at(index.occurred_at(p), tuning);
-            Some((
-                p,
-                f64::from(own) + tuning.semantic_context * around / 2.0 + bonus,
-            ))
-        })
-        .collect();
-    best(scores, depth)
+    let score = |p: usize| {
+        let own = cosine(p)?;
+        let around: f64 = if tuning.semantic_context > 0.0 {
+            index
+                .neighbours(p)
+                .into_iter()
+                .flatten()
+                .filter_map(cosine)
+                .map(f64::from)
+                .sum()
+        } else {
+            0.0
+        };
+        let speaker = index.speaker_of(p);
+        let bonus = if speaker != super::index::NONE && raw.named.contains(&speaker) {
+            tuning.speaker_bonus
+        } else {
+            0.0
+        } + raw.date_boost_at(index.occurred_at(p), tuning);
+        Some(f64::from(own) + tuning.semantic_context * around / 2.0 + bonus)
+    };
+    // Every memory is scored, on both cores; each core keeps only its `depth` best.
+    (0..index.len())
+        .into_par_iter()
+        .with_min_len(4_096)
+        .fold(
+            || Best::new(depth),
+            |mut best, p| {
+                if let Some(s) = score(p) {
+                    best.offer(p, s);
+                }
+                best
+            },
+        )
+        .reduce(|| Best::new(depth), Best::merge)
+        .into_sorted()
 }
 
 /// Ranks the candidates of `raw` in `mode`: the `limit` best, each with its signals and final score.
