@@ -15,5 +15,6 @@ pub mod resilience;
 pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod threads;
 pub mod tls;
 pub mod transfer;

@@ -971,4 +971,131 @@ mod store {
         assert!(text_search(&searcher, &alice, "").await.is_empty());
         assert_eq!(text_search(&searcher, &bob, "car").await.len(), 1);
     }
+
+    /// The conversations' full-text index lives in a file of its own, written by its own thread: a
+    /// search still sees every write before it (no waiting in the caller), follows edits and deletes,
+    /// and a lost index file is rebuilt from the store.
+    #[tokio::test]
+    async fn conversation_index_follows_the_store_and_is_rebuilt_when_lost() {
+        use angel_memory::domain::{Conversation, ConversationTitle};
+
+        fn conversation(session: &str, title: &str) -> NewConversation {
+            let now = Timestamp::now();
+            NewConversation {
+                conversation: Conversation {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    title: title.into(),
+                    overview: "Notes from the harbour office".into(),
+                    emoji: "⚓".into(),
+                    category: "other".into(),
+                    source: "external_integration".into(),
+                    language: "en".into(),
+                    created_at: now,
+                    started_at: Some(now),
+                    finished_at: Some(now),
+                    discarded: false,
+                    imported_by_this_app: false,
+                    geolocation: None,
+                    folder_name: None,
+                    apps_results: Vec::new(),
+                    memory_id: None,
+                    deliveries: 0,
+                    updated_at: now,
+                },
+                segments: Vec::new(),
+                source_text: None,
+                client_session_id: Some(session.into()),
+            }
+        }
+        async fn titles(store: &dyn Store, uid: &Uid, words: &str) -> Vec<String> {
+            let mut found: Vec<String> = store
+                .search_conversations(uid, words, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|hit| hit.conversation.title)
+                .collect();
+            found.sort();
+            found
+        }
+        fn created_id(created: ConversationCreated) -> String {
+            match created {
+                ConversationCreated::New(c) => c.id,
+                other => panic!("expected a new conversation, got {other:?}"),
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (alice, bob) = (Uid::parse("alice").unwrap(), Uid::parse("bob").unwrap());
+        {
+            let store = sqlite::SqliteStore::open(&path, &sqlite::PoolOptions::default()).unwrap();
+            for uid in [&alice, &bob] {
+                store.create_user(uid).await.unwrap();
+            }
+            let ferry = created_id(
+                store
+                    .create_conversation(&alice, conversation("s1", "Ferry timetable"), &ctx())
+                    .await
+                    .unwrap(),
+            );
+            let crane = created_id(
+                store
+                    .create_conversation(&alice, conversation("s2", "Crane permits"), &ctx())
+                    .await
+                    .unwrap(),
+            );
+            store
+                .create_conversation(&bob, conversation("s3", "Ferry tickets"), &ctx())
+                .await
+                .unwrap();
+            assert_eq!(
+                titles(&store, &alice, "harbour").await,
+                ["Crane permits", "Ferry timetable"]
+            );
+            assert_eq!(titles(&store, &bob, "ferry").await, ["Ferry tickets"]);
+
+            store
+                .delete_conversation(&alice, &crane, &ctx())
+                .await
+                .unwrap();
+            store
+                .update_conversation(
+                    &alice,
+                    &ferry,
+                    ConversationPatch {
+                        title: Some(ConversationTitle::parse("Lighthouse visit").unwrap()),
+                        discarded: None,
+                    },
+                    &ctx(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                titles(&store, &alice, "harbour").await,
+                ["Lighthouse visit"]
+            );
+            assert!(titles(&store, &alice, "crane").await.is_empty());
+            assert!(titles(&store, &alice, "ferry").await.is_empty());
+        }
+
+        let index = sqlite::conversation_index_path(&path);
+        assert!(
+            index.is_file(),
+            "{} is where the index lives",
+            index.display()
+        );
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = index.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+        let store = sqlite::SqliteStore::open(&path, &sqlite::PoolOptions::default()).unwrap();
+        assert_eq!(
+            titles(&store, &alice, "lighthouse").await,
+            ["Lighthouse visit"]
+        );
+        assert_eq!(titles(&store, &bob, "ferry").await, ["Ferry tickets"]);
+        assert!(titles(&store, &alice, "crane").await.is_empty());
+    }
 }

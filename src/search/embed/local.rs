@@ -54,7 +54,7 @@ impl Lane {
             .thread_name(move |i| format!("embed-{name}-{i}"))
             .start_handler(move |_| {
                 if low_priority {
-                    lower_thread_priority();
+                    crate::threads::lower_priority_of_this_thread();
                 }
             })
             .build()
@@ -80,14 +80,6 @@ pub unsafe fn settle_thread_count() {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         // SAFETY: the caller guarantees that no other thread reads or writes the environment.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    }
-}
-
-/// Nice 19 for the calling thread (Linux keeps a nice value per thread).
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::nice(19) {
-        tracing::warn!(%error, "could not lower the embedding threads' priority");
     }
 }
 

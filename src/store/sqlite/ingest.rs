@@ -393,35 +393,7 @@ pub(super) fn apply_conversation(
         })
         .map_err(db_error)?;
     }
-    index_conversation(conn, uid, &c.id)?;
     upsert_tasks(conn, uid, &work.tasks)
-}
-
-/// Rewrites a conversation's full-text document (title, overview, whole transcript). Called once
-/// after a conversation and all its segments are written; a trigger per segment would rebuild the
-/// document once per segment (see migration 5).
-pub(super) fn index_conversation(
-    conn: &Connection,
-    uid: &Uid,
-    conversation_id: &str,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "DELETE FROM conversations_fts WHERE rowid =
-             (SELECT doc FROM conversation_fts_docs WHERE uid = ?1 AND conversation_id = ?2)",
-    )
-    .and_then(|mut s| s.execute(params![uid.as_str(), conversation_id]))
-    .map_err(db_error)?;
-    conn.prepare_cached(
-        "INSERT INTO conversations_fts (rowid, title, overview, transcript)
-         SELECT d.doc, c.title, c.overview,
-                COALESCE((SELECT group_concat(text, ' ') FROM (SELECT text FROM transcript_segments s
-                          WHERE s.uid = c.uid AND s.conversation_id = c.id ORDER BY position)), '')
-         FROM conversations c JOIN conversation_fts_docs d ON d.uid = c.uid AND d.conversation_id = c.id
-         WHERE c.uid = ?1 AND c.id = ?2",
-    )
-    .and_then(|mut s| s.execute(params![uid.as_str(), conversation_id]))
-    .map_err(db_error)?;
-    Ok(())
 }
 
 /// A re-delivered conversation updates its summary memory as a new version. A memory the user

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod conversation_index;
 mod idempotency;
 mod ingest;
 mod memories;
@@ -13,6 +14,7 @@ mod schema;
 mod search;
 mod ui;
 
+pub use conversation_index::index_path as conversation_index_path;
 pub use pool::{PoolOptions, Synchronous};
 
 use async_trait::async_trait;
@@ -587,6 +589,9 @@ impl Store for SqliteStore {
         fts_query: &str,
         limit: u32,
     ) -> Result<Vec<ConversationHit>, StoreError> {
+        // The index follows the store a moment later: a search waits for the writes before it.
+        let queued = self.pool.read(conversation_index::last_queued).await?;
+        self.pool.conversation_index().caught_up(queued).await;
         let (uid, fts_query) = (uid.clone(), fts_query.to_owned());
         self.pool
             .read(move |c| search::search_conversations(c, &uid, &fts_query, limit))

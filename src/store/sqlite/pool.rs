@@ -14,8 +14,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
+use super::conversation_index::{self, ConversationIndex};
 use super::schema;
 use crate::store::StoreError;
 
@@ -65,6 +66,7 @@ pub struct Pool {
     readers: mpsc::Sender<ReadJob>,
     /// Dropping the pool drops this, which stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
+    conversation_index: ConversationIndex,
     path: PathBuf,
 }
 
@@ -78,6 +80,8 @@ impl Pool {
         writer_conn
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
             .map_err(super::db_error)?;
+        let conversation_index = ConversationIndex::open(path, options.busy_timeout)?;
+        let indexed = conversation_index.indexed();
         let (checkpointer, stop) = mpsc::channel::<()>();
         let checkpoint_conn = open_connection(path, options, Role::Checkpoint)?;
         spawn("angel-sqlite-checkpoint", move || {
@@ -86,13 +90,14 @@ impl Pool {
 
         let (writer, writer_rx) = mpsc::channel::<(Lane, WriteJob)>();
         spawn("angel-sqlite-writer", move || {
-            writer_loop(writer_conn, writer_rx)
+            writer_loop(writer_conn, writer_rx, indexed)
         })?;
 
         let (readers, readers_rx) = mpsc::channel::<ReadJob>();
         let readers_rx = Arc::new(Mutex::new(readers_rx));
         for i in 0..options.readers.max(1) {
             let conn = open_connection(path, options, Role::Reader)?;
+            attach_conversation_index(&conn, &conversation_index)?;
             let rx = Arc::clone(&readers_rx);
             spawn(&format!("angel-sqlite-reader-{i}"), move || {
                 reader_loop(conn, rx)
@@ -102,8 +107,13 @@ impl Pool {
             writer,
             readers,
             _checkpointer: checkpointer,
+            conversation_index,
             path: path.to_owned(),
         })
+    }
+
+    pub fn conversation_index(&self) -> &ConversationIndex {
+        &self.conversation_index
     }
 
     pub fn path(&self) -> &Path {
@@ -222,6 +232,20 @@ fn open_connection(
     Ok(conn)
 }
 
+/// Makes the conversations' full-text index readable from a reader connection. (Never the writer's:
+/// BEGIN IMMEDIATE takes the write lock of every attached file.)
+fn attach_conversation_index(
+    conn: &Connection,
+    index: &ConversationIndex,
+) -> Result<(), StoreError> {
+    conn.execute(
+        &format!("ATTACH DATABASE ?1 AS {}", conversation_index::SCHEMA),
+        [index.path().to_string_lossy()],
+    )
+    .map(drop)
+    .map_err(super::db_error)
+}
+
 fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -245,7 +269,11 @@ enum Lane {
     Background,
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<(Lane, WriteJob)>) {
+fn writer_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<(Lane, WriteJob)>,
+    indexed: watch::Receiver<i64>,
+) {
     let mut background: VecDeque<WriteJob> = VecDeque::new();
     let mut maintained = Instant::now();
     loop {
@@ -256,7 +284,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<(Lane, WriteJob)>) {
                 Ok((Lane::Foreground, job)) => group.push(job),
                 Ok((Lane::Background, job)) => background.push_back(job),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    maintain(&conn, &mut maintained);
+                    maintain(&conn, &indexed, &mut maintained);
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -274,18 +302,17 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<(Lane, WriteJob)>) {
         commit_group(&conn, group);
         // Under constant load the writer is never idle; maintenance still runs, rarely.
         if maintained.elapsed() >= MAINTAIN_UNDER_LOAD {
-            maintain(&conn, &mut maintained);
+            maintain(&conn, &indexed, &mut maintained);
         }
     }
 }
 
-/// Runs the schema's maintenance statements (bounded full-text index merges) on the writer itself,
-/// so they never contend for the write lock and make writers sleep in SQLite's busy handler.
-fn maintain(conn: &Connection, maintained: &mut Instant) {
-    for statement in schema::MAINTENANCE {
-        if let Err(error) = conn.execute_batch(statement) {
-            tracing::warn!(%error, "index maintenance failed");
-        }
+/// Housekeeping on the writer itself, between groups, so that it never contends for the write lock:
+/// forgets queued conversation changes the conversation index has taken in (`indexed`, as its thread
+/// committed it; the writer never opens the index file, whose long merges would hold it up).
+fn maintain(conn: &Connection, indexed: &watch::Receiver<i64>, maintained: &mut Instant) {
+    if let Err(error) = conversation_index::trim_queue(conn, *indexed.borrow()) {
+        tracing::warn!(%error, "trimming the conversation index queue failed");
     }
     *maintained = Instant::now();
 }

@@ -42,12 +42,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "search_in_memory",
         include_str!("migrations/0009_search_in_memory.sql"),
     ),
+    (
+        10,
+        "conversation_index_apart",
+        include_str!("migrations/0010_conversation_index_apart.sql"),
+    ),
 ];
-
-/// Statements the writer runs when idle, outside any group commit: bounded incremental
-/// merges of the conversations' full-text index (its automatic merging is off, see migration 4).
-pub const MAINTENANCE: [&str; 1] =
-    ["INSERT INTO conversations_fts (conversations_fts, rank) VALUES ('merge', 64)"];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
 /// against a database migrated by a newer build.
