@@ -164,7 +164,7 @@ fn percentile(h: &Histogram<u64>, q: f64) -> f64 {
 fn main() -> ExitCode {
     // SAFETY: the first statement of `main`: no other thread exists yet. (As the binary does, so the
     // embedder runs here as it does in the service.)
-    unsafe { angel_memory::search::embed::local::settle_thread_count() };
+    unsafe { angel_memory::search::embed::local::settle_candle_threads() };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
