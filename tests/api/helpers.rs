@@ -178,3 +178,33 @@ pub fn on_sqlite(config: &mut Config) {
         config.data_dir.join("angel-memory.db").display()
     ));
 }
+
+/// A conversation as a client of the API creates it (no transcript, no overview), for store tests.
+pub fn api_conversation(client_session_id: &str, title: &str) -> store::NewConversation {
+    let now = angel_memory::domain::Timestamp::now();
+    store::NewConversation {
+        conversation: angel_memory::domain::Conversation {
+            id: uuid::Uuid::new_v4().to_string(),
+            title: title.into(),
+            overview: String::new(),
+            emoji: "🧠".into(),
+            category: "other".into(),
+            source: "external_integration".into(),
+            language: "en".into(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: Some(now),
+            discarded: false,
+            imported_by_this_app: false,
+            geolocation: None,
+            folder_name: None,
+            apps_results: Vec::new(),
+            memory_id: None,
+            deliveries: 0,
+            updated_at: now,
+        },
+        segments: Vec::new(),
+        source_text: None,
+        client_session_id: Some(client_session_id.into()),
+    }
+}

@@ -4,8 +4,7 @@
 //! Skipped when no PostgreSQL is reachable (required in CI).
 
 use angel_memory::domain::{
-    Content, Conversation, KeyName, MemoryId, NewTask, Source, Tags, TaskDescription, Timestamp,
-    Uid,
+    Content, KeyName, MemoryId, NewTask, Source, Tags, TaskDescription, Timestamp, Uid,
 };
 use angel_memory::http::new_key;
 use angel_memory::store::postgres::{PgOptions, PostgresStore};
@@ -204,36 +203,15 @@ async fn fill(store: &dyn Store) -> String {
     secret.hash()
 }
 
+/// A client's conversation carrying `text` as its source text.
 fn api_conversation(client_session_id: &str, text: &str) -> NewConversation {
-    let now = Timestamp::now();
     NewConversation {
-        conversation: Conversation {
-            id: uuid::Uuid::new_v4().to_string(),
-            title: text.into(),
-            overview: String::new(),
-            emoji: "🧠".into(),
-            category: "other".into(),
-            source: "external_integration".into(),
-            language: "en".into(),
-            created_at: now,
-            started_at: Some(now),
-            finished_at: Some(now),
-            discarded: false,
-            imported_by_this_app: false,
-            geolocation: None,
-            folder_name: None,
-            apps_results: Vec::new(),
-            memory_id: None,
-            deliveries: 0,
-            updated_at: now,
-        },
-        segments: Vec::new(),
         source_text: Some(SourceText {
             text: text.into(),
             text_source: "other_text".into(),
             text_source_spec: None,
         }),
-        client_session_id: Some(client_session_id.into()),
+        ..crate::helpers::api_conversation(client_session_id, text)
     }
 }
 

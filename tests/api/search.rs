@@ -977,35 +977,12 @@ mod store {
     /// and a lost index file is rebuilt from the store.
     #[tokio::test]
     async fn conversation_index_follows_the_store_and_is_rebuilt_when_lost() {
-        use angel_memory::domain::{Conversation, ConversationTitle};
+        use angel_memory::domain::ConversationTitle;
 
         fn conversation(session: &str, title: &str) -> NewConversation {
-            let now = Timestamp::now();
-            NewConversation {
-                conversation: Conversation {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    title: title.into(),
-                    overview: "Notes from the harbour office".into(),
-                    emoji: "⚓".into(),
-                    category: "other".into(),
-                    source: "external_integration".into(),
-                    language: "en".into(),
-                    created_at: now,
-                    started_at: Some(now),
-                    finished_at: Some(now),
-                    discarded: false,
-                    imported_by_this_app: false,
-                    geolocation: None,
-                    folder_name: None,
-                    apps_results: Vec::new(),
-                    memory_id: None,
-                    deliveries: 0,
-                    updated_at: now,
-                },
-                segments: Vec::new(),
-                source_text: None,
-                client_session_id: Some(session.into()),
-            }
+            let mut conversation = crate::helpers::api_conversation(session, title);
+            conversation.conversation.overview = "Notes from the harbour office".into();
+            conversation
         }
         async fn titles(store: &dyn Store, uid: &Uid, words: &str) -> Vec<String> {
             let mut found: Vec<String> = store
