@@ -567,6 +567,19 @@ fn select(table: &str, columns: &[(&str, Kind)]) -> String {
     format!("SELECT {} FROM {table}", names.join(", "))
 }
 
+/// `select` on the SQLite side, where the inbox keeps its raw bodies in a table of their own
+/// (`inbox_bodies`, written once; PostgreSQL keeps them in the event's row).
+fn sqlite_select(table: &str, columns: &[(&str, Kind)]) -> String {
+    let source = match table {
+        "inbox_events" => {
+            "(SELECT e.*, b.body FROM inbox_events e \
+              JOIN inbox_bodies b ON b.uid = e.uid AND b.id = e.id) AS inbox_events"
+        }
+        other => other,
+    };
+    select(source, columns)
+}
+
 async fn copy_table(
     source: &rusqlite::Connection,
     tx: &mut sqlx::PgConnection,
@@ -579,7 +592,7 @@ async fn copy_table(
         .map_err(sqlite_error)?;
     progress.table_started(table, total as u64);
     let mut statement = source
-        .prepare(&select(table, columns))
+        .prepare(&sqlite_select(table, columns))
         .map_err(sqlite_error)?;
     let mut rows = statement.query([]).map_err(sqlite_error)?;
     let mut batch: Vec<Vec<Cell>> = Vec::with_capacity(BATCH);
@@ -631,7 +644,7 @@ fn hash_sqlite(
 ) -> Result<TableReport, StoreError> {
     let mut hash = TableHash::default();
     let mut statement = source
-        .prepare(&select(table, columns))
+        .prepare(&sqlite_select(table, columns))
         .map_err(sqlite_error)?;
     let mut rows = statement.query([]).map_err(sqlite_error)?;
     while let Some(row) = rows.next().map_err(sqlite_error)? {

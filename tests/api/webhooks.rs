@@ -774,9 +774,15 @@ async fn failing_events_go_dead_and_an_operator_can_retry_them() {
     let db = rusqlite::Connection::open(app.dir.path().join("angel-memory.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     let now_micros = now() * 1_000_000;
+    // The body first: the worker takes an event only with its body.
     db.execute(
-        "INSERT INTO inbox_events (uid, id, kind, dedupe_key, body, state, attempts, next_attempt_at, response, received_at)
-         VALUES (?1, 'legacy-1', 'conversation', NULL, X'7B6E6F7065', 'pending', 0, ?2, '{}', ?2)",
+        "INSERT INTO inbox_bodies (uid, id, body) VALUES (?1, 'legacy-1', X'7B6E6F7065')",
+        rusqlite::params![UID],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO inbox_events (uid, id, kind, dedupe_key, state, attempts, next_attempt_at, response, received_at)
+         VALUES (?1, 'legacy-1', 'conversation', NULL, 'pending', 0, ?2, '{}', ?2)",
         rusqlite::params![UID, now_micros],
     )
     .unwrap();

@@ -58,9 +58,9 @@ pub fn ingest(
         None => (InboxState::Pending, json!({})),
     };
     conn.prepare_cached(
-        "INSERT INTO inbox_events (uid, id, kind, dedupe_key, body, state, attempts, next_attempt_at, response,
+        "INSERT INTO inbox_events (uid, id, kind, dedupe_key, state, attempts, next_attempt_at, response,
                                    received_at, processed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
         let done = state == InboxState::Done;
@@ -69,7 +69,6 @@ pub fn ingest(
             event_id,
             event.kind.as_str(),
             event.dedupe_key,
-            event.body,
             state.as_str(),
             (!done).then_some(now.as_micros()),
             response.to_string(),
@@ -78,6 +77,10 @@ pub fn ingest(
         ])
     })
     .map_err(db_error)?;
+    // The body apart, written once: see migration 0011.
+    conn.prepare_cached("INSERT INTO inbox_bodies (uid, id, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![uid.as_str(), event_id, event.body]))
+        .map_err(db_error)?;
     Ok(Ingested::New { event_id, response })
 }
 
@@ -128,8 +131,9 @@ fn apply_transcript(
 
 pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
     conn.prepare_cached(
-        "SELECT uid, id, kind, attempts, received_at, body FROM inbox_events
-         WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+        "SELECT e.uid, e.id, e.kind, e.attempts, e.received_at, b.body
+         FROM inbox_events e JOIN inbox_bodies b ON b.uid = e.uid AND b.id = e.id
+         WHERE e.state = 'pending' AND e.next_attempt_at <= ?1 ORDER BY e.next_attempt_at LIMIT ?2",
     )
     .and_then(|mut s| {
         s.query_map(params![now.as_micros(), limit], |r| {
@@ -204,7 +208,8 @@ pub fn fail(
     Ok(())
 }
 
-const INBOX_COLUMNS: &str = "id, uid, kind, state, attempts, received_at, next_attempt_at, processed_at, last_error, LENGTH(body)";
+const INBOX_COLUMNS: &str = "id, uid, kind, state, attempts, received_at, next_attempt_at, processed_at, last_error,
+    (SELECT LENGTH(b.body) FROM inbox_bodies b WHERE b.uid = inbox_events.uid AND b.id = inbox_events.id)";
 
 fn inbox_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxEntry> {
     let uid: String = r.get(1)?;

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "conversation_index_apart",
         include_str!("migrations/0010_conversation_index_apart.sql"),
     ),
+    (
+        11,
+        "inbox_bodies_apart",
+        include_str!("migrations/0011_inbox_bodies_apart.sql"),
+    ),
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
