@@ -18,6 +18,7 @@
 //!
 //! Run: `cargo bench --bench webhook_load`
 //! Quick smoke run: `BENCH_SECONDS=2 cargo bench --bench webhook_load`
+//! A fixed background rate for the last phase: `BENCH_MODERATE_RATE=300`
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -853,9 +854,13 @@ async fn run(config: &Config) -> Results {
     drains.push(measure_drain(&api, "open loop", started, before, &mut problems).await);
 
     let worker_rate = drains[0].worker_rate.unwrap_or(f64::MAX);
-    let moderate_rate = (ack_rps.unwrap_or(0.0) / 4.0)
-        .min(worker_rate / 2.0)
-        .clamp(MODERATE_RATE_MIN, MODERATE_RATE_MAX);
+    // BENCH_MODERATE_RATE fixes the rate, to compare runs whose worker rates differ.
+    let moderate_rate = match env_number("BENCH_MODERATE_RATE", 0) {
+        0 => (ack_rps.unwrap_or(0.0) / 4.0)
+            .min(worker_rate / 2.0)
+            .clamp(MODERATE_RATE_MIN, MODERATE_RATE_MAX),
+        fixed => fixed as f64,
+    };
     println!();
     println!(
         "acknowledgement -> findable summary memory: {VISIBILITY_SAMPLES} samples, one at a time, at most one every {SAMPLE_INTERVAL:?}, \
