@@ -125,4 +125,61 @@ mod tests {
             .unwrap();
         assert_eq!(triggers, 0);
     }
+
+    /// An inbox written before migration 11 keeps every body, now in `inbox_bodies`, which follows
+    /// its event when the event is deleted.
+    #[test]
+    fn inbox_bodies_move_apart_with_their_events() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // A database as the build before migration 11 left it.
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                                             applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 < 11) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, 0)",
+                rusqlite::params![version, name],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO users (uid, created_at) VALUES ('u1', 0);
+             INSERT INTO inbox_events (uid, id, kind, dedupe_key, body, state, response, received_at)
+             VALUES ('u1', 'e1', 'conversation', 'k1', X'7B7D', 'done', '{}', 1),
+                    ('u1', 'e2', 'conversation', 'k2', X'5B5D', 'pending', '{}', 2);",
+        )
+        .unwrap();
+
+        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        let bodies = |conn: &Connection| -> Vec<(String, Vec<u8>)> {
+            conn.prepare("SELECT id, body FROM inbox_bodies ORDER BY id")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(
+            bodies(&conn),
+            [
+                ("e1".to_owned(), b"{}".to_vec()),
+                ("e2".to_owned(), b"[]".to_vec())
+            ]
+        );
+        let body_columns: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('inbox_events') WHERE name = 'body'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(body_columns, 0, "the inbox rows no longer carry the body");
+
+        conn.execute("DELETE FROM inbox_events WHERE id = 'e1'", [])
+            .unwrap();
+        assert_eq!(bodies(&conn), [("e2".to_owned(), b"[]".to_vec())]);
+    }
 }
