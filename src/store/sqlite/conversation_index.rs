@@ -139,11 +139,13 @@ pub fn trim_queue(conn: &Connection, indexed: i64) -> Result<(), StoreError> {
     .map_err(db_error)
 }
 
-/// The store's queue as a reader sees it: the last change queued (0 when none ever was).
-pub fn last_queued(conn: &Connection) -> Result<i64, StoreError> {
-    conn.prepare_cached(
-        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'conversation_index_queue'), 0)",
-    )
+/// The last change queued in the store (0 when none ever was), on a connection where the store is
+/// the schema `store`: `main` on the pool's readers, `store` on this index's own connection.
+pub fn last_queued(conn: &Connection, store: &str) -> Result<i64, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT COALESCE((SELECT seq FROM {store}.sqlite_sequence
+                          WHERE name = 'conversation_index_queue'), 0)"
+    ))
     .and_then(|mut s| s.query_row([], |r| r.get(0)))
     .map_err(db_error)
 }
@@ -178,7 +180,7 @@ fn run(conn: Connection, woken: mpsc::Receiver<()>, indexed: watch::Sender<i64>)
 /// Indexes everything queued so far; returns the last queued change now in the index.
 fn catch_up(conn: &Connection) -> Result<i64, StoreError> {
     loop {
-        let queued = last_queued_in_store(conn)?;
+        let queued = last_queued(conn, "store")?;
         let done = match indexed_seq(conn)? {
             // A new index file, or a store older than its index (restored from a backup): the queue
             // no longer holds everything, so every conversation is indexed again.
@@ -191,14 +193,6 @@ fn catch_up(conn: &Connection) -> Result<i64, StoreError> {
             return Ok(done);
         }
     }
-}
-
-fn last_queued_in_store(conn: &Connection) -> Result<i64, StoreError> {
-    conn.prepare_cached(
-        "SELECT COALESCE((SELECT seq FROM store.sqlite_sequence WHERE name = 'conversation_index_queue'), 0)",
-    )
-    .and_then(|mut s| s.query_row([], |r| r.get(0)))
-    .map_err(db_error)
 }
 
 /// Rewrites every conversation of the store; `queued` is the queue's end read before.
@@ -245,7 +239,7 @@ fn index_queued(conn: &Connection, done: i64) -> Result<i64, StoreError> {
         .map_err(db_error)?;
     let Some(&(last, _, _)) = queued.last() else {
         // Sequence numbers were taken by transactions that rolled back: nothing to read up to there.
-        let queued = last_queued_in_store(&tx)?;
+        let queued = last_queued(&tx, "store")?;
         set_indexed(&tx, queued)?;
         tx.commit().map_err(db_error)?;
         return Ok(queued);

@@ -590,7 +590,10 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ConversationHit>, StoreError> {
         // The index follows the store a moment later: a search waits for the writes before it.
-        let queued = self.pool.read(conversation_index::last_queued).await?;
+        let queued = self
+            .pool
+            .read(|c| conversation_index::last_queued(c, "main"))
+            .await?;
         self.pool.conversation_index().caught_up(queued).await;
         let (uid, fts_query) = (uid.clone(), fts_query.to_owned());
         self.pool

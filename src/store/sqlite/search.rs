@@ -95,12 +95,13 @@ pub fn search_conversations(
     conn.prepare_cached(&format!(
         "SELECT {}, bm25(conversations_fts, 4.0, 2.0, 1.0) AS score,
                 snippet(conversations_fts, -1, '[', ']', '…', 16)
-         FROM conversation_index.conversations_fts
-         CROSS JOIN conversation_index.conversation_docs d ON d.doc = conversations_fts.rowid
+         FROM {index}.conversations_fts
+         CROSS JOIN {index}.conversation_docs d ON d.doc = conversations_fts.rowid
          CROSS JOIN conversations c ON c.uid = d.uid AND c.id = d.conversation_id
          WHERE conversations_fts MATCH ?1 AND d.uid = ?2
          ORDER BY score LIMIT ?3",
-        prefixed(ingest::CONVERSATION_COLUMNS, "c")
+        prefixed(ingest::CONVERSATION_COLUMNS, "c"),
+        index = super::conversation_index::SCHEMA,
     ))
     .and_then(|mut s| {
         s.query_map(params![fts_query, uid.as_str(), limit], |r| {
