@@ -1,6 +1,7 @@
 //! The inbox worker: turns acknowledged Omi events into conversations, memories and tasks.
-//! Each event's work and its `done` mark commit in one transaction, so a crash at any point leaves
-//! the event either untouched (processed again later) or finished (never again).
+//! The store applies each event at most once, however the process stops (`Store::complete_event`): a
+//! crash at any point leaves the event either untouched (processed again later) or finished (never
+//! again).
 
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -14,9 +15,7 @@ use crate::store::{Actor, Context, DueEvent, EventKind, EventWork, Store};
 
 /// Events read from the inbox at a time.
 const BATCH: u32 = 64;
-/// Events processed at once. Their writes share a group commit, but each is heavy (a conversation is
-/// dozens of rows), so only a few at a time: acknowledgements of new webhooks, which share the one
-/// writer, then wait for a short group instead of a long one.
+/// Events processed at once by `drain` (tools and tests, which want an answer soon, not throughput).
 const CONCURRENCY: usize = 4;
 /// Retries wait a random time up to `BASE · 2^attempt`, capped (full jitter: retries of many events
 /// do not fire in waves; the same formula as the outbox, `resilience::FullJitter`). A persisted attempt

@@ -514,6 +514,13 @@ pub async fn sqlite_to_postgres(
     )?);
     let source = rusqlite::Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(sqlite_error)?;
+    // The inbox is a file of its own; attached, its tables are found by their plain names.
+    source
+        .execute(
+            "ATTACH DATABASE ?1 AS inbox",
+            [crate::store::sqlite::inbox_path(from).to_string_lossy()],
+        )
+        .map_err(sqlite_error)?;
     let target = PostgresStore::open(to, PgOptions::default()).await?;
     let mut tx = target.pool().begin().await.map_err(db_error)?;
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
@@ -568,7 +575,7 @@ fn select(table: &str, columns: &[(&str, Kind)]) -> String {
 }
 
 /// `select` on the SQLite side, where the inbox keeps its raw bodies in a table of their own
-/// (`inbox_bodies`, written once; PostgreSQL keeps them in the event's row).
+/// (`inbox_bodies`, written once, in the attached inbox file; PostgreSQL keeps them in the event's row).
 fn sqlite_select(table: &str, columns: &[(&str, Kind)]) -> String {
     let source = match table {
         "inbox_events" => {

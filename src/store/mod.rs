@@ -195,7 +195,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Ingested, StoreError>;
     /// Pending events whose next attempt is due, oldest first.
     async fn due_events(&self, now: Timestamp, limit: u32) -> Result<Vec<DueEvent>, StoreError>;
-    /// Applies an event's work and marks it done, atomically. `false` if it was no longer pending.
+    /// Applies an event's work and marks it done; its work is applied at most once, however the
+    /// process stops. `false` if it was no longer pending, or its work was applied already.
     async fn complete_event(
         &self,
         uid: &Uid,

@@ -771,7 +771,7 @@ async fn failing_events_go_dead_and_an_operator_can_retry_them() {
     .await;
     app.user_with_key(UID).await;
     // An event recorded by an older build whose body today's parser cannot read.
-    let db = rusqlite::Connection::open(app.dir.path().join("angel-memory.db")).unwrap();
+    let db = rusqlite::Connection::open(app.dir.path().join("angel-memory.db.inbox")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     let now_micros = now() * 1_000_000;
     // The body first: the worker takes an event only with its body.

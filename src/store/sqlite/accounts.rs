@@ -92,7 +92,7 @@ const USER_TABLES: [&str; 17] = [
     "audit_events",
     "idempotency_keys",
     "api_keys",
-    "inbox_events",
+    "applied_events",
     "conversations",
     "transcript_segments",
     "conversation_events",

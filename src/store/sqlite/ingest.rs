@@ -1,98 +1,35 @@
-//! The inbox of Omi events and what they derive: conversations, transcript segments, tasks, day
-//! summaries. Every derived change commits in the same transaction that marks its event done, so an
-//! event is processed exactly once however the process stops.
+//! What Omi's events derive: conversations, transcript segments, tasks, day summaries. Every derived
+//! change commits in the same transaction as its event's mark in `applied_events`, so an event is
+//! applied at most once however the process stops (the events themselves are in `inbox`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{accounts, db_error, memories, stored};
+use super::{accounts, db_error, memories};
 use crate::domain::{
     Conversation, ConversationEvent, Cursor, MemoryId, NewTask, Task, Timestamp, TranscriptSegment,
     Uid,
 };
 use crate::store::{
-    Context, ConversationDetail, ConversationWork, Created, DaySummaryWork, DueEvent, EventKind,
-    EventWork, InboxEntry, InboxState, Ingested, MemoryPatch, NewInboxEvent, Page, PageRequest,
-    StoreError, TaskFilter, TaskPatch, TranscriptWork,
+    Context, ConversationDetail, ConversationWork, Created, DaySummaryWork, EventKind, EventWork,
+    MemoryPatch, Page, PageRequest, StoreError, TaskFilter, TaskPatch, TranscriptWork,
 };
 
 pub(super) fn new_id() -> String {
     Uuid::now_v7().to_string()
 }
 
-/// Records an event (or finds its earlier copy). Transcript batches are processed right here.
-pub fn ingest(
-    conn: &Connection,
-    uid: &Uid,
-    auto_create_user: bool,
-    event: NewInboxEvent,
-    transcript: Option<TranscriptWork>,
-    ctx: &Context,
-) -> Result<Ingested, StoreError> {
-    if !accounts::user_exists(conn, uid)? {
-        if !auto_create_user {
-            return Ok(Ingested::UnknownUser);
-        }
-        accounts::create_user(conn, uid)?;
-    }
-    if let Some(key) = &event.dedupe_key {
-        let earlier: Option<(String, String)> = conn
-            .prepare_cached("SELECT id, response FROM inbox_events WHERE uid = ?1 AND kind = ?2 AND dedupe_key = ?3")
-            .and_then(|mut s| {
-                s.query_row(params![uid.as_str(), event.kind.as_str(), key], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-            })
-            .map_err(db_error)?;
-        if let Some((event_id, response)) = earlier {
-            let response = serde_json::from_str(&response).unwrap_or_else(|_| json!({}));
-            return Ok(Ingested::Repeat { event_id, response });
-        }
-    }
-    let now = Timestamp::now();
-    let event_id = new_id();
-    let (state, response) = match transcript {
-        Some(work) => (
-            InboxState::Done,
-            apply_transcript(conn, uid, work, now, ctx)?,
-        ),
-        None => (InboxState::Pending, json!({})),
-    };
-    conn.prepare_cached(
-        "INSERT INTO inbox_events (uid, id, kind, dedupe_key, state, attempts, next_attempt_at, response,
-                                   received_at, processed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9)",
-    )
-    .and_then(|mut s| {
-        let done = state == InboxState::Done;
-        s.execute(params![
-            uid.as_str(),
-            event_id,
-            event.kind.as_str(),
-            event.dedupe_key,
-            state.as_str(),
-            (!done).then_some(now.as_micros()),
-            response.to_string(),
-            now.as_micros(),
-            done.then_some(now.as_micros()),
-        ])
-    })
-    .map_err(db_error)?;
-    // The body apart, written once: see migration 0011.
-    conn.prepare_cached("INSERT INTO inbox_bodies (uid, id, body) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![uid.as_str(), event_id, event.body]))
-        .map_err(db_error)?;
-    Ok(Ingested::New { event_id, response })
-}
-
 /// Stores new live segments and creates the memories their trigger phrases ask for. A segment seen
-/// before (a repeated batch) creates nothing again.
-fn apply_transcript(
+/// before (a repeated batch) creates nothing again. The answer says what was remembered. Processed before its event is recorded in the inbox: a crash
+/// between the two is not acknowledged, and Omi's retry finds its segments here already.
+pub fn apply_transcript(
     conn: &Connection,
     uid: &Uid,
     work: TranscriptWork,
-    now: Timestamp,
     ctx: &Context,
 ) -> Result<serde_json::Value, StoreError> {
+    let now = Timestamp::now();
     let mut remembered = Vec::new();
     for (segment, capture) in work.segments {
         let inserted = conn
@@ -129,46 +66,29 @@ fn apply_transcript(
     })
 }
 
-pub fn due(conn: &Connection, now: Timestamp, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
-    conn.prepare_cached(
-        "SELECT e.uid, e.id, e.kind, e.attempts, e.received_at, b.body
-         FROM inbox_events e JOIN inbox_bodies b ON b.uid = e.uid AND b.id = e.id
-         WHERE e.state = 'pending' AND e.next_attempt_at <= ?1 ORDER BY e.next_attempt_at LIMIT ?2",
-    )
-    .and_then(|mut s| {
-        s.query_map(params![now.as_micros(), limit], |r| {
-            let uid: String = r.get(0)?;
-            let kind: String = r.get(2)?;
-            Ok(DueEvent {
-                uid: stored(Uid::parse(uid))?,
-                id: r.get(1)?,
-                kind: EventKind::parse(&kind).unwrap_or(EventKind::Conversation),
-                attempts: r.get(3)?,
-                received_at: Timestamp::from_micros(r.get(4)?),
-                body: r.get(5)?,
-            })
-        })?
-        .collect()
-    })
-    .map_err(db_error)
-}
-
-/// Applies an event's work and marks it done, unless another worker finished it first.
-pub fn complete(
+/// Applies an event's work with its mark in `applied_events`, in one transaction; `false` (and nothing
+/// applied) when the mark is there already, or the user was deleted meanwhile. See `inbox` for why.
+pub fn apply_event(
     conn: &Connection,
     uid: &Uid,
     id: &str,
+    (kind, dedupe_key): (EventKind, Option<String>),
     work: EventWork,
     ctx: &Context,
 ) -> Result<bool, StoreError> {
-    let state: Option<String> = conn
-        .prepare_cached("SELECT state FROM inbox_events WHERE uid = ?1 AND id = ?2")
+    if !accounts::user_exists(conn, uid)? {
+        return Ok(false);
+    }
+    // The mark comes first: the outbox's triggers look for pulled conversations' marks.
+    let marked = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO applied_events (uid, id, kind, dedupe_key, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
         .and_then(|mut s| {
-            s.query_row(params![uid.as_str(), id], |r| r.get(0))
-                .optional()
+            s.execute(params![uid.as_str(), id, kind.as_str(), dedupe_key, Timestamp::now().as_micros()])
         })
         .map_err(db_error)?;
-    if state.as_deref() != Some("pending") {
+    if marked == 0 {
         return Ok(false);
     }
     match work {
@@ -176,110 +96,13 @@ pub fn complete(
         EventWork::DaySummary(work) => apply_day_summary(conn, uid, work, ctx)?,
         EventWork::Nothing => {}
     }
-    conn.prepare_cached(
-        "UPDATE inbox_events SET state = 'done', processed_at = ?3, attempts = attempts + 1, next_attempt_at = NULL,
-                last_error = NULL
-         WHERE uid = ?1 AND id = ?2",
-    )
-    .and_then(|mut s| s.execute(params![uid.as_str(), id, Timestamp::now().as_micros()]))
-    .map_err(db_error)?;
     Ok(true)
 }
 
-/// Records a failed attempt: retried at `retry_at`, or dead when there is none.
-pub fn fail(
-    conn: &Connection,
-    uid: &Uid,
-    id: &str,
-    error: &str,
-    retry_at: Option<Timestamp>,
-) -> Result<(), StoreError> {
-    let state = if retry_at.is_some() {
-        "pending"
-    } else {
-        "dead"
-    };
-    conn.prepare_cached(
-        "UPDATE inbox_events SET state = ?3, attempts = attempts + 1, next_attempt_at = ?4, last_error = ?5
-         WHERE uid = ?1 AND id = ?2 AND state = 'pending'",
-    )
-    .and_then(|mut s| s.execute(params![uid.as_str(), id, state, retry_at.map(Timestamp::as_micros), error]))
-    .map_err(db_error)?;
-    Ok(())
-}
-
-const INBOX_COLUMNS: &str = "id, uid, kind, state, attempts, received_at, next_attempt_at, processed_at, last_error,
-    (SELECT LENGTH(b.body) FROM inbox_bodies b WHERE b.uid = inbox_events.uid AND b.id = inbox_events.id)";
-
-fn inbox_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxEntry> {
-    let uid: String = r.get(1)?;
-    let kind: String = r.get(2)?;
-    let state: String = r.get(3)?;
-    Ok(InboxEntry {
-        id: r.get(0)?,
-        uid: stored(Uid::parse(uid))?,
-        kind: EventKind::parse(&kind).unwrap_or(EventKind::Conversation),
-        state: InboxState::parse(&state).unwrap_or(InboxState::Pending),
-        attempts: r.get(4)?,
-        received_at: Timestamp::from_micros(r.get(5)?),
-        next_attempt_at: r.get::<_, Option<i64>>(6)?.map(Timestamp::from_micros),
-        processed_at: r.get::<_, Option<i64>>(7)?.map(Timestamp::from_micros),
-        last_error: r.get(8)?,
-        body_bytes: r.get(9)?,
-    })
-}
-
-/// Oldest first, across users (an operator's view).
-pub fn list(
-    conn: &Connection,
-    state: InboxState,
-    page: &PageRequest,
-) -> Result<Page<InboxEntry>, StoreError> {
-    let (after_at, after_id) = page.position_or(i64::MIN);
-    let mut items = conn
-        .prepare_cached(&format!(
-            "SELECT {INBOX_COLUMNS} FROM inbox_events WHERE state = ?1 AND (received_at, id) > (?2, ?3)
-             ORDER BY received_at, id LIMIT ?4"
-        ))
-        .and_then(|mut s| {
-            s.query_map(params![state.as_str(), after_at, after_id, i64::from(page.limit) + 1], inbox_entry)?.collect()
-        })
-        .map_err(db_error)?;
-    Ok(super::page_of(&mut items, page.limit, |e: &InboxEntry| {
-        Cursor::new(e.received_at.as_micros(), e.id.clone())
-    }))
-}
-
-pub fn retry(conn: &Connection, id: &str) -> Result<InboxEntry, StoreError> {
-    let changed = conn
-        .execute(
-            "UPDATE inbox_events SET state = 'pending', next_attempt_at = ?2, last_error = NULL
-             WHERE id = ?1 AND state = 'dead'",
-            params![id, Timestamp::now().as_micros()],
-        )
-        .map_err(db_error)?;
-    let entry = conn
-        .query_row(
-            &format!("SELECT {INBOX_COLUMNS} FROM inbox_events WHERE id = ?1"),
-            [id],
-            inbox_entry,
-        )
-        .optional()
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)?;
-    if changed == 0 && entry.state != InboxState::Pending {
-        return Err(StoreError::Conflict(format!(
-            "the event is {}, not dead",
-            entry.state.as_str()
-        )));
-    }
-    Ok(entry)
-}
-
-/// Deletes processed events received before the cutoff (the dedupe window ends there).
-pub fn forget_done(conn: &Connection, before: Timestamp) -> Result<u64, StoreError> {
+/// Forgets the marks of events applied before the cutoff: the inbox forgets those events then too.
+pub fn forget_applied(conn: &Connection, before: Timestamp) -> Result<u64, StoreError> {
     conn.execute(
-        "DELETE FROM inbox_events WHERE state = 'done' AND received_at < ?1",
+        "DELETE FROM applied_events WHERE applied_at < ?1",
         [before.as_micros()],
     )
     .map(|n| n as u64)
@@ -721,12 +544,4 @@ pub fn update_task(
 
 pub fn is_setup(conn: &Connection, uid: &Uid) -> Result<bool, StoreError> {
     accounts::user_exists(conn, uid)
-}
-
-pub fn seen(conn: &Connection, uid: &Uid, kind: EventKind, key: &str) -> Result<bool, StoreError> {
-    conn.prepare_cached(
-        "SELECT 1 FROM inbox_events WHERE uid = ?1 AND kind = ?2 AND dedupe_key = ?3",
-    )
-    .and_then(|mut s| s.exists(params![uid.as_str(), kind.as_str(), key]))
-    .map_err(db_error)
 }

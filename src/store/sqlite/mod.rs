@@ -4,6 +4,7 @@ mod accounts;
 mod audit;
 mod conversation_index;
 mod idempotency;
+mod inbox;
 mod ingest;
 mod memories;
 mod omi_dev;
@@ -15,6 +16,7 @@ mod search;
 mod ui;
 
 pub use conversation_index::index_path as conversation_index_path;
+pub use inbox::path as inbox_path;
 pub use pool::{PoolOptions, Synchronous};
 
 use async_trait::async_trait;
@@ -24,13 +26,21 @@ use crate::domain::{
     Conversation, KeyId, Memory, MemoryId, MemoryVersion, Task, Timestamp, Uid, ValidationError,
 };
 use crate::store::*;
-use pool::Pool;
+use pool::{File, Pool};
 
 /// How many memories one purge transaction removes; keeps the write lock short.
 const PURGE_BATCH: u32 = 500;
 
 pub struct SqliteStore {
+    /// The store's file: everything but the inbox.
     pool: Pool,
+    /// The inbox's file, written by acknowledgements (see `inbox` for why it is apart).
+    inbox: Pool,
+    /// Users known to exist, so that an acknowledgement need not ask the store's readers, which may
+    /// be busy for milliseconds. Users are removed here when deleted; one deleted by another process
+    /// (the CLI) meanwhile is not re-created by a webhook, and what its events derive is dropped
+    /// (`ingest::apply_event`).
+    known_users: std::sync::RwLock<std::collections::HashSet<Uid>>,
 }
 
 impl SqliteStore {
@@ -40,9 +50,58 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let inbox_path = inbox::path(path);
+        let inbox = Pool::open(&inbox_path, options, File::Inbox)?;
+        let pool = Pool::open(path, options, File::Store)?;
+        inbox::settle(path, &inbox_path, options.busy_timeout)?;
         Ok(Self {
-            pool: Pool::open(path, options)?,
+            pool,
+            inbox,
+            known_users: Default::default(),
         })
+    }
+
+    /// Whether the user is there, creating them when allowed.
+    async fn ensure_user(&self, uid: &Uid, create: bool) -> Result<bool, StoreError> {
+        if self
+            .known_users
+            .read()
+            .is_ok_and(|known| known.contains(uid))
+        {
+            return Ok(true);
+        }
+        let exists = {
+            let uid = uid.clone();
+            self.pool
+                .read(move |c| accounts::user_exists(c, &uid))
+                .await?
+        };
+        if exists {
+            self.remember_user(uid);
+            return Ok(true);
+        }
+        if !create {
+            return Ok(false);
+        }
+        let created = uid.clone();
+        // Two first deliveries may race here; either one creates the user.
+        match self
+            .pool
+            .write(move |c| accounts::create_user(c, &created))
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) => {
+                self.remember_user(uid);
+                Ok(true)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn remember_user(&self, uid: &Uid) {
+        if let Ok(mut known) = self.known_users.write() {
+            known.insert(uid.clone());
+        }
     }
 }
 
@@ -93,8 +152,11 @@ impl Store for SqliteStore {
             c.query_row("SELECT COUNT(*) FROM schema_migrations", [], |_| Ok(()))
                 .map_err(db_error)
         }
-        self.pool.read(probe).await?;
-        self.pool.write(probe).await
+        for pool in [&self.pool, &self.inbox] {
+            pool.read(probe).await?;
+            pool.write(probe).await?;
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -120,10 +182,17 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, uid: &Uid) -> Result<(), StoreError> {
+        if let Ok(mut known) = self.known_users.write() {
+            known.remove(uid);
+        }
         let uid = uid.clone();
-        self.pool
-            .write(move |c| accounts::delete_user(c, &uid))
-            .await
+        {
+            let uid = uid.clone();
+            self.pool
+                .write(move |c| accounts::delete_user(c, &uid))
+                .await?;
+        }
+        self.inbox.write(move |c| inbox::delete_user(c, &uid)).await
     }
 
     async fn create_key(
@@ -380,14 +449,39 @@ impl Store for SqliteStore {
         transcript: Option<TranscriptWork>,
         ctx: &Context,
     ) -> Result<Ingested, StoreError> {
-        let (uid, ctx) = (uid.clone(), ctx.clone());
-        self.pool
-            .write(move |c| ingest::ingest(c, &uid, auto_create_user, event, transcript, &ctx))
+        if !self.ensure_user(uid, auto_create_user).await? {
+            return Ok(Ingested::UnknownUser);
+        }
+        let processed = match transcript {
+            None => None,
+            // A transcript batch is answered with what it remembered, so it is processed first.
+            Some(work) => {
+                if let Some(key) = event.dedupe_key.clone() {
+                    let (uid, kind) = (uid.clone(), event.kind);
+                    let repeat = self
+                        .inbox
+                        .read(move |c| inbox::find_repeat(c, &uid, kind, &key))
+                        .await?;
+                    if let Some(repeat) = repeat {
+                        return Ok(repeat);
+                    }
+                }
+                let (uid, ctx) = (uid.clone(), ctx.clone());
+                Some(
+                    self.pool
+                        .write(move |c| ingest::apply_transcript(c, &uid, work, &ctx))
+                        .await?,
+                )
+            }
+        };
+        let uid = uid.clone();
+        self.inbox
+            .write(move |c| inbox::record(c, &uid, ingest::new_id(), event, processed))
             .await
     }
 
     async fn due_events(&self, now: Timestamp, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
-        self.pool.read(move |c| ingest::due(c, now, limit)).await
+        self.inbox.read(move |c| inbox::due(c, now, limit)).await
     }
 
     async fn complete_event(
@@ -398,9 +492,25 @@ impl Store for SqliteStore {
         ctx: &Context,
     ) -> Result<bool, StoreError> {
         let (uid, id, ctx) = (uid.clone(), id.to_owned(), ctx.clone());
-        self.pool
-            .write_background(move |c| ingest::complete(c, &uid, &id, work, &ctx))
-            .await
+        let pending = {
+            let (uid, id) = (uid.clone(), id.clone());
+            self.inbox
+                .read(move |c| inbox::pending(c, &uid, &id))
+                .await?
+        };
+        let Some(event) = pending else {
+            return Ok(false);
+        };
+        let applied = {
+            let (uid, id) = (uid.clone(), id.clone());
+            self.pool
+                .write_background(move |c| ingest::apply_event(c, &uid, &id, event, work, &ctx))
+                .await?
+        };
+        self.inbox
+            .write_background(move |c| inbox::mark_done(c, &uid, &id))
+            .await?;
+        Ok(applied)
     }
 
     async fn fail_event(
@@ -411,8 +521,8 @@ impl Store for SqliteStore {
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         let (uid, id, error) = (uid.clone(), id.to_owned(), error.to_owned());
-        self.pool
-            .write_background(move |c| ingest::fail(c, &uid, &id, &error, retry_at))
+        self.inbox
+            .write_background(move |c| inbox::fail(c, &uid, &id, &error, retry_at))
             .await
     }
 
@@ -421,18 +531,23 @@ impl Store for SqliteStore {
         state: InboxState,
         page: PageRequest,
     ) -> Result<Page<InboxEntry>, StoreError> {
-        self.pool.read(move |c| ingest::list(c, state, &page)).await
+        self.inbox.read(move |c| inbox::list(c, state, &page)).await
     }
 
     async fn retry_event(&self, id: &str) -> Result<InboxEntry, StoreError> {
         let id = id.to_owned();
-        self.pool.write(move |c| ingest::retry(c, &id)).await
+        self.inbox.write(move |c| inbox::retry(c, &id)).await
     }
 
     async fn forget_done_events(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let forgotten = self
+            .inbox
+            .write_background(move |c| inbox::forget_done(c, before))
+            .await?;
         self.pool
-            .write_background(move |c| ingest::forget_done(c, before))
-            .await
+            .write_background(move |c| ingest::forget_applied(c, before))
+            .await?;
+        Ok(forgotten)
     }
 
     async fn is_setup(&self, uid: &Uid) -> Result<bool, StoreError> {
@@ -490,8 +605,8 @@ impl Store for SqliteStore {
         dedupe_key: &str,
     ) -> Result<bool, StoreError> {
         let (uid, key) = (uid.clone(), dedupe_key.to_owned());
-        self.pool
-            .read(move |c| ingest::seen(c, &uid, kind, &key))
+        self.inbox
+            .read(move |c| inbox::seen(c, &uid, kind, &key))
             .await
     }
 
@@ -594,7 +709,9 @@ impl Store for SqliteStore {
             .pool
             .read(|c| conversation_index::last_queued(c, "main"))
             .await?;
-        self.pool.conversation_index().caught_up(queued).await;
+        if let Some(index) = self.pool.conversation_index() {
+            index.caught_up(queued).await;
+        }
         let (uid, fts_query) = (uid.clone(), fts_query.to_owned());
         self.pool
             .read(move |c| search::search_conversations(c, &uid, &fts_query, limit))

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
@@ -26,10 +27,22 @@ const MAX_GROUP: usize = 256;
 const MAINTAIN_WHEN_IDLE: Duration = Duration::from_millis(250);
 /// …and at least this often when it never runs out of work.
 const MAINTAIN_UNDER_LOAD: Duration = Duration::from_secs(5);
-/// Background jobs added to each group, after the foreground ones.
-const BACKGROUND_PER_GROUP: usize = 2;
+/// Background jobs join a group after its foreground ones until the group has run this long (at
+/// least one joins each group). Queue processing submits many jobs at once; committing them together
+/// writes each shared page to the write-ahead log once instead of once per job, and the log's growth
+/// is what the store's writer spends most of its time on. A request arriving meanwhile waits at most
+/// this. The inbox's background jobs (marking events done) are small, and acknowledgements wait on
+/// them, so its groups take them for less long.
+const BACKGROUND_BUDGET: Duration = Duration::from_millis(4);
+const INBOX_BACKGROUND_BUDGET: Duration = Duration::from_millis(1);
 /// How often the background thread copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The store's log starts over once it holds this many frames (64 MiB of 4 KiB pages)…
+const RESTART_LOG_AFTER_FRAMES: i64 = 16_384;
+/// …at a moment when the background pass has left fewer than this many frames to copy.
+const RESTART_WHEN_BEHIND_BY: i64 = 4_096;
+/// The inbox's log is cut back to this size when it starts over.
+const INBOX_LOG_LIMIT_BYTES: i64 = 64 << 20;
 
 type Completion = Box<dyn FnOnce(Option<StoreError>) + Send>;
 type WriteJob = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Completion + Send>;
@@ -61,47 +74,83 @@ impl Default for PoolOptions {
     }
 }
 
+/// What a pool's file holds, which decides its migrations and the threads beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum File {
+    /// The store: everything but the inbox; its conversations' full-text index lives beside it.
+    Store,
+    /// Omi's raw events, written by acknowledgements on a writer of its own (see `inbox`).
+    Inbox,
+}
+
 pub struct Pool {
     writer: mpsc::Sender<(Lane, WriteJob)>,
     readers: mpsc::Sender<ReadJob>,
     /// Dropping the pool drops this, which stops the checkpoint thread.
     _checkpointer: mpsc::Sender<()>,
-    conversation_index: ConversationIndex,
+    /// The store's only; the inbox file has none.
+    conversation_index: Option<ConversationIndex>,
     path: PathBuf,
 }
 
 impl Pool {
     /// Opens (creating if needed) the database file, applies migrations, and starts the threads.
-    pub fn open(path: &Path, options: &PoolOptions) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, options: &PoolOptions, file: File) -> Result<Self, StoreError> {
         let mut writer_conn = open_connection(path, options, Role::Writer)?;
-        schema::migrate(&mut writer_conn)?;
+        schema::migrate(&mut writer_conn, file)?;
         // SQLite would otherwise checkpoint inside whichever commit crosses the threshold, stalling
         // every write waiting behind it; a separate thread does it without blocking the writer.
         writer_conn
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
             .map_err(super::db_error)?;
-        let conversation_index = ConversationIndex::open(path, options.busy_timeout)?;
-        let indexed = conversation_index.indexed();
+        if file == File::Inbox {
+            // The inbox's log starts over on its own between acknowledgements, and would then be
+            // overwritten in place. A page of it the kernel has dropped since (this machine's kernel
+            // reclaims cold page cache proactively) must be read back from disk before a frame,
+            // which never fills whole pages, is written over it: synchronous reads inside
+            // acknowledgements. Cut back to this size when it starts over, the log is written mostly
+            // at its end, and it stays small on disk.
+            writer_conn
+                .execute_batch(&format!(
+                    "PRAGMA journal_size_limit = {INBOX_LOG_LIMIT_BYTES}"
+                ))
+                .map_err(super::db_error)?;
+        }
+        let conversation_index = match file {
+            File::Store => Some(ConversationIndex::open(path, options.busy_timeout)?),
+            File::Inbox => None,
+        };
+        let indexed = conversation_index.as_ref().map(ConversationIndex::indexed);
+        let restart_log = Arc::new(AtomicBool::new(false));
+        let restart_requests = (file == File::Store).then(|| Arc::clone(&restart_log));
         let (checkpointer, stop) = mpsc::channel::<()>();
         let checkpoint_conn = open_connection(path, options, Role::Checkpoint)?;
-        spawn("angel-sqlite-checkpoint", move || {
-            checkpoint_loop(checkpoint_conn, stop)
+        let name = match file {
+            File::Store => "angel-sqlite",
+            File::Inbox => "angel-inbox",
+        };
+        spawn(&format!("{name}-checkpoint"), move || {
+            checkpoint_loop(checkpoint_conn, stop, restart_requests)
         })?;
 
         let (writer, writer_rx) = mpsc::channel::<(Lane, WriteJob)>();
-        spawn("angel-sqlite-writer", move || {
-            writer_loop(writer_conn, writer_rx, indexed)
+        spawn(&format!("{name}-writer"), move || {
+            let budget = match file {
+                File::Store => BACKGROUND_BUDGET,
+                File::Inbox => INBOX_BACKGROUND_BUDGET,
+            };
+            writer_loop(writer_conn, writer_rx, indexed, budget, restart_log)
         })?;
 
         let (readers, readers_rx) = mpsc::channel::<ReadJob>();
         let readers_rx = Arc::new(Mutex::new(readers_rx));
         for i in 0..options.readers.max(1) {
             let conn = open_connection(path, options, Role::Reader)?;
-            attach_conversation_index(&conn, &conversation_index)?;
+            if let Some(index) = &conversation_index {
+                attach_conversation_index(&conn, index)?;
+            }
             let rx = Arc::clone(&readers_rx);
-            spawn(&format!("angel-sqlite-reader-{i}"), move || {
-                reader_loop(conn, rx)
-            })?;
+            spawn(&format!("{name}-reader-{i}"), move || reader_loop(conn, rx))?;
         }
         Ok(Self {
             writer,
@@ -112,8 +161,8 @@ impl Pool {
         })
     }
 
-    pub fn conversation_index(&self) -> &ConversationIndex {
-        &self.conversation_index
+    pub fn conversation_index(&self) -> Option<&ConversationIndex> {
+        self.conversation_index.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -147,8 +196,8 @@ impl Pool {
         self.submit(Lane::Foreground, f).await
     }
 
-    /// Like `write`, for background work (queue processing, embeddings, purges): it runs only a few
-    /// jobs per group, after the foreground ones, so it never delays a request by much.
+    /// Like `write`, for background work (queue processing, embeddings, purges): it joins a group
+    /// after the foreground jobs, for a few milliseconds at most, so it never delays a request by much.
     pub async fn write_background<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -272,7 +321,9 @@ enum Lane {
 fn writer_loop(
     conn: Connection,
     jobs: mpsc::Receiver<(Lane, WriteJob)>,
-    indexed: watch::Receiver<i64>,
+    indexed: Option<watch::Receiver<i64>>,
+    background_budget: Duration,
+    restart_log: Arc<AtomicBool>,
 ) {
     let mut background: VecDeque<WriteJob> = VecDeque::new();
     let mut maintained = Instant::now();
@@ -284,7 +335,7 @@ fn writer_loop(
                 Ok((Lane::Foreground, job)) => group.push(job),
                 Ok((Lane::Background, job)) => background.push_back(job),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    maintain(&conn, &indexed, &mut maintained);
+                    maintain(&conn, indexed.as_ref(), &mut maintained);
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -297,12 +348,13 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let take = BACKGROUND_PER_GROUP.min(background.len());
-        group.extend(background.drain(..take));
-        commit_group(&conn, group);
+        commit_group(&conn, group, &mut background, background_budget);
+        if restart_log.swap(false, Ordering::AcqRel) {
+            finish_checkpoint(&conn);
+        }
         // Under constant load the writer is never idle; maintenance still runs, rarely.
         if maintained.elapsed() >= MAINTAIN_UNDER_LOAD {
-            maintain(&conn, &indexed, &mut maintained);
+            maintain(&conn, indexed.as_ref(), &mut maintained);
         }
     }
 }
@@ -310,22 +362,41 @@ fn writer_loop(
 /// Housekeeping on the writer itself, between groups, so that it never contends for the write lock:
 /// forgets queued conversation changes the conversation index has taken in (`indexed`, as its thread
 /// committed it; the writer never opens the index file, whose long merges would hold it up).
-fn maintain(conn: &Connection, indexed: &watch::Receiver<i64>, maintained: &mut Instant) {
-    if let Err(error) = conversation_index::trim_queue(conn, *indexed.borrow()) {
+fn maintain(conn: &Connection, indexed: Option<&watch::Receiver<i64>>, maintained: &mut Instant) {
+    if let Some(indexed) = indexed
+        && let Err(error) = conversation_index::trim_queue(conn, *indexed.borrow())
+    {
         tracing::warn!(%error, "trimming the conversation index queue failed");
     }
     *maintained = Instant::now();
 }
 
-fn commit_group(conn: &Connection, group: Vec<WriteJob>) {
+/// Runs the foreground jobs, then background ones within `budget`, in one transaction.
+fn commit_group(
+    conn: &Connection,
+    foreground: Vec<WriteJob>,
+    background: &mut VecDeque<WriteJob>,
+    budget: Duration,
+) {
+    let started = Instant::now();
     if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // The file cannot be written now: every waiting job hears so, and may try again.
         let error = super::db_error(error);
-        for job in group {
+        for job in foreground.into_iter().chain(background.drain(..)) {
             job(Err(error.clone()))(None);
         }
         return;
     }
-    let completions: Vec<Completion> = group.into_iter().map(|job| job(Ok(conn))).collect();
+    let mut completions: Vec<Completion> =
+        foreground.into_iter().map(|job| job(Ok(conn))).collect();
+    let mut ran_background = false;
+    while completions.len() < MAX_GROUP
+        && (!ran_background || started.elapsed() < budget)
+        && let Some(job) = background.pop_front()
+    {
+        completions.push(job(Ok(conn)));
+        ran_background = true;
+    }
     let commit_error = conn.execute_batch("COMMIT").err().map(|error| {
         let _ = conn.execute_batch("ROLLBACK");
         super::db_error(error)
@@ -335,11 +406,41 @@ fn commit_group(conn: &Connection, group: Vec<WriteJob>) {
     }
 }
 
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+/// Copies what is left of the store's log into the database file, between groups, so that the next
+/// group starts the log over (SQLite does so when a transaction begins with every frame copied).
+///
+/// Why the writer does it: under constant writes the background pass never catches up, and the log
+/// grew by gigabytes, every frame into new file space that the kernel must zero (a third of the
+/// writer's time) and later write back. This pass waits for two fsyncs, tens of milliseconds under
+/// load; in the inbox's file that wait would fall on acknowledgements, so only the store does it.
+fn finish_checkpoint(conn: &Connection) {
+    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(%error, "finishing a WAL checkpoint failed");
+    }
+}
+
+/// Copies the write-ahead log into the database file in the background. With `restart_log`, it also
+/// asks the writer to finish a pass when the log is long and this pass nearly caught up.
+fn checkpoint_loop(
+    conn: Connection,
+    stop: mpsc::Receiver<()>,
+    restart_log: Option<Arc<AtomicBool>>,
+) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         // PASSIVE never blocks readers or the writer; what it cannot copy now, it copies next time.
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL checkpoint failed");
+        let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match pass {
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+            Ok((frames, copied)) => {
+                if let Some(restart) = &restart_log
+                    && frames > RESTART_LOG_AFTER_FRAMES
+                    && frames - copied < RESTART_WHEN_BEHIND_BY
+                {
+                    restart.store(true, Ordering::Release);
+                }
+            }
         }
     }
     // A last full checkpoint leaves a tidy file behind when the service stops.

@@ -1,10 +1,14 @@
-//! Migrations for the SQLite backend, embedded in the binary and applied in order on start.
+//! Migrations for the SQLite backend's two files, embedded in the binary and applied in order on
+//! start.
 
 use rusqlite::Connection;
 
+use super::pool::File;
 use crate::store::StoreError;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+type Migration = (i64, &'static str, &'static str);
+
+const STORE: &[Migration] = &[
     (
         1,
         "foundation",
@@ -52,11 +56,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbox_bodies_apart",
         include_str!("migrations/0011_inbox_bodies_apart.sql"),
     ),
+    (
+        12,
+        "inbox_apart",
+        include_str!("migrations/0012_inbox_apart.sql"),
+    ),
 ];
+
+const INBOX: &[Migration] = &[(1, "inbox", include_str!("migrations/inbox/0001_inbox.sql"))];
 
 /// Applies every migration the database has not seen yet, each in its own transaction. Refuses to run
 /// against a database migrated by a newer build.
-pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+pub fn migrate(conn: &mut Connection, file: File) -> Result<usize, StoreError> {
+    let migrations = match file {
+        File::Store => STORE,
+        File::Inbox => INBOX,
+    };
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY,
@@ -72,7 +87,7 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
             |r| r.get(0),
         )
         .map_err(super::db_error)?;
-    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let newest = migrations.last().map_or(0, |m| m.0);
     if current > newest {
         return Err(StoreError::Unavailable(format!(
             "the database is at schema version {current}, newer than this build knows ({newest}); upgrade angel-memory"
@@ -85,7 +100,7 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(super::db_error)?;
     let mut applied = 0;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| !recorded.contains(&m.0)) {
+    for (version, name, sql) in migrations.iter().filter(|m| !recorded.contains(&m.0)) {
         let tx = conn.transaction().map_err(super::db_error)?;
         tx.execute_batch(sql).map_err(super::db_error)?;
         tx.execute(
@@ -99,6 +114,24 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
     Ok(applied)
 }
 
+/// A database as the build that knew migrations up to `version` left it.
+#[cfg(test)]
+pub(super) fn migrate_to(conn: &Connection, version: i64) {
+    conn.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                                         applied_at INTEGER NOT NULL)",
+    )
+    .unwrap();
+    for (version, name, sql) in STORE.iter().filter(|m| m.0 <= version) {
+        conn.execute_batch(sql).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, 0)",
+            rusqlite::params![version, name],
+        )
+        .unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +139,8 @@ mod tests {
     #[test]
     fn applies_a_missing_migration_below_the_newest() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len());
-        assert_eq!(migrate(&mut conn).unwrap(), 0);
+        assert_eq!(migrate(&mut conn, File::Store).unwrap(), STORE.len());
+        assert_eq!(migrate(&mut conn, File::Store).unwrap(), 0);
         // As if migration 5 had landed after 6–8 were applied: its trigger still there, unrecorded.
         conn.execute_batch(
             "DELETE FROM schema_migrations WHERE version = 5;
@@ -115,7 +148,7 @@ mod tests {
              CREATE TRIGGER transcript_fts_delete AFTER DELETE ON transcript_segments BEGIN SELECT 1; END;",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        assert_eq!(migrate(&mut conn, File::Store).unwrap(), 1);
         let triggers: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'transcript_fts_%'",
@@ -131,20 +164,7 @@ mod tests {
     #[test]
     fn inbox_bodies_move_apart_with_their_events() {
         let mut conn = Connection::open_in_memory().unwrap();
-        // A database as the build before migration 11 left it.
-        conn.execute_batch(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-                                             applied_at INTEGER NOT NULL)",
-        )
-        .unwrap();
-        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 < 11) {
-            conn.execute_batch(sql).unwrap();
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, 0)",
-                rusqlite::params![version, name],
-            )
-            .unwrap();
-        }
+        migrate_to(&conn, 10);
         conn.execute_batch(
             "INSERT INTO users (uid, created_at) VALUES ('u1', 0);
              INSERT INTO inbox_events (uid, id, kind, dedupe_key, body, state, response, received_at)
@@ -153,7 +173,17 @@ mod tests {
         )
         .unwrap();
 
-        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        // Migrations 11 and 12 (which marks the done event applied; `inbox::settle` then
+        // moves the inbox to its own file, tested there).
+        assert_eq!(migrate(&mut conn, File::Store).unwrap(), 2);
+        let applied: Vec<String> = conn
+            .prepare("SELECT id FROM applied_events")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(applied, ["e1"], "only the done event was applied");
         let bodies = |conn: &Connection| -> Vec<(String, Vec<u8>)> {
             conn.prepare("SELECT id, body FROM inbox_bodies ORDER BY id")
                 .unwrap()
