@@ -248,6 +248,9 @@ pub struct SqliteSettings {
     pub synchronous: Synchronous,
     pub readers: usize,
     pub busy_timeout_ms: u64,
+    /// Start the store's write-ahead log over once it is this large, even under constant writes; 0
+    /// (the default) leaves it to SQLite. Trades short write stalls for a bounded log (README).
+    pub restart_log_after_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -329,6 +332,7 @@ impl Default for SqliteSettings {
             synchronous: Synchronous::Normal,
             readers: 3,
             busy_timeout_ms: 5_000,
+            restart_log_after_mb: 0,
         }
     }
 }

@@ -38,6 +38,11 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
                 readers: config.sqlite.readers,
                 synchronous: config.sqlite.synchronous,
                 busy_timeout: Duration::from_millis(config.sqlite.busy_timeout_ms),
+                // SQLite's default page is 4 KiB: 256 frames per MiB.
+                restart_log_after_frames: (config.sqlite.restart_log_after_mb > 0).then(|| {
+                    i64::try_from(config.sqlite.restart_log_after_mb.saturating_mul(256))
+                        .unwrap_or(i64::MAX)
+                }),
             };
             Ok(Arc::new(sqlite::SqliteStore::open(&path, &options)?))
         }
