@@ -473,3 +473,48 @@ fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_connection(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0")
+            .unwrap();
+        conn
+    }
+
+    /// Frames in the log now, as a checkpoint reports them.
+    fn logged_frames(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap()
+    }
+
+    /// After the writer finishes a checkpoint, its next transaction starts the log over: the log
+    /// holds that transaction's frames only, not everything written before.
+    #[test]
+    fn a_finished_checkpoint_lets_the_next_write_start_the_log_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let writer = wal_connection(&path);
+        let checkpointer = wal_connection(&path);
+        writer.execute_batch("CREATE TABLE t (v BLOB)").unwrap();
+        let write = |n: usize| {
+            for _ in 0..n {
+                writer
+                    .execute("INSERT INTO t (v) VALUES (zeroblob(4000))", [])
+                    .unwrap();
+            }
+        };
+        write(200);
+        let before = logged_frames(&checkpointer);
+        // The background pass left the last writes uncopied.
+        write(20);
+        finish_checkpoint(&writer);
+        write(1);
+        let after = logged_frames(&checkpointer);
+        assert!(before >= 200, "the log held every write: {before}");
+        assert!(after < 10, "the log started over: {after} frames");
+    }
+}
