@@ -87,6 +87,23 @@ pub enum File {
     Inbox,
 }
 
+impl File {
+    /// How its threads are named.
+    fn thread_prefix(self) -> &'static str {
+        match self {
+            Self::Store => "angel-sqlite",
+            Self::Inbox => "angel-inbox",
+        }
+    }
+
+    fn background_budget(self) -> Duration {
+        match self {
+            Self::Store => BACKGROUND_BUDGET,
+            Self::Inbox => INBOX_BACKGROUND_BUDGET,
+        }
+    }
+}
+
 pub struct Pool {
     writer: mpsc::Sender<(Lane, WriteJob)>,
     readers: mpsc::Sender<ReadJob>,
@@ -133,21 +150,20 @@ impl Pool {
             .map(|frames| (frames, Arc::clone(&restart_log)));
         let (checkpointer, stop) = mpsc::channel::<()>();
         let checkpoint_conn = open_connection(path, options, Role::Checkpoint)?;
-        let name = match file {
-            File::Store => "angel-sqlite",
-            File::Inbox => "angel-inbox",
-        };
+        let name = file.thread_prefix();
         spawn(&format!("{name}-checkpoint"), move || {
             checkpoint_loop(checkpoint_conn, stop, restart_requests)
         })?;
 
         let (writer, writer_rx) = mpsc::channel::<(Lane, WriteJob)>();
         spawn(&format!("{name}-writer"), move || {
-            let budget = match file {
-                File::Store => BACKGROUND_BUDGET,
-                File::Inbox => INBOX_BACKGROUND_BUDGET,
-            };
-            writer_loop(writer_conn, writer_rx, indexed, budget, restart_log)
+            writer_loop(
+                writer_conn,
+                writer_rx,
+                indexed,
+                file.background_budget(),
+                restart_log,
+            )
         })?;
 
         let (readers, readers_rx) = mpsc::channel::<ReadJob>();
@@ -398,8 +414,8 @@ fn commit_group(
     let mut completions: Vec<Completion> =
         foreground.into_iter().map(|job| job(Ok(conn))).collect();
     let mut ran_background = false;
-    while completions.len() < MAX_GROUP
-        && (!ran_background || started.elapsed() < budget)
+    // At least one, even after a full group of foreground jobs: background work never starves.
+    while (!ran_background || (completions.len() < MAX_GROUP && started.elapsed() < budget))
         && let Some(job) = background.pop_front()
     {
         completions.push(job(Ok(conn)));
