@@ -767,11 +767,33 @@ pub async fn deleting_a_user_erases_everything(store: &dyn Store) {
         .into_memory();
     let (secret, key) = new_key(KeyName::parse("k").unwrap());
     store.create_key(&alice, key, &ctx()).await.unwrap();
+    let event = |key: &str| NewInboxEvent {
+        kind: EventKind::DaySummary,
+        dedupe_key: Some(key.to_owned()),
+        body: b"{}".to_vec(),
+    };
+    store
+        .ingest(&alice, false, event("before"), None, &ctx())
+        .await
+        .unwrap();
     store.delete_user(&alice).await.unwrap();
     assert!(matches!(
         store.get_user(&alice).await,
         Err(StoreError::NotFound)
     ));
+    // Her events are gone, and a webhook no longer finds her.
+    let pending = store
+        .inbox(InboxState::Pending, PageRequest::first(50))
+        .await
+        .unwrap();
+    assert!(pending.items.iter().all(|e| e.uid != alice));
+    assert_eq!(
+        store
+            .ingest(&alice, false, event("after"), None, &ctx())
+            .await
+            .unwrap(),
+        Ingested::UnknownUser
+    );
     assert!(store.authenticate(&secret.hash()).await.unwrap().is_none());
     assert!(all_audit(store, &alice).await.is_empty());
     assert_eq!(store.stats(&alice).await.unwrap().active, 0);
