@@ -211,7 +211,8 @@ fn rebuild(conn: &Connection, queued: i64) -> Result<i64, StoreError> {
         })
         .map_err(db_error)?;
     for (uid, id) in &conversations {
-        write_document(&tx, uid, id)?;
+        let document = read_document(&tx, uid, id)?;
+        write_document(&tx, uid, id, document.as_ref())?;
     }
     set_indexed(&tx, queued)?;
     tx.commit().map_err(db_error)?;
@@ -223,9 +224,15 @@ fn rebuild(conn: &Connection, queued: i64) -> Result<i64, StoreError> {
 }
 
 /// Rewrites the conversations queued after `done` (one batch); returns the new `done`.
+///
+/// Reads the store first, in a transaction of its own, then writes the index in another: a read
+/// transaction open on the store pins its write-ahead log, which can then neither be copied past that
+/// point nor start over (see `log_restart`). This thread runs at the lowest priority and FTS5's merges
+/// are slow, so a write holding the store's snapshot held it for long. A conversation changed between
+/// the two is queued again, and rewritten next time.
 fn index_queued(conn: &Connection, done: i64) -> Result<i64, StoreError> {
-    let tx = conn.unchecked_transaction().map_err(db_error)?;
-    let queued: Vec<(i64, String, String)> = tx
+    let read = conn.unchecked_transaction().map_err(db_error)?;
+    let queued: Vec<(i64, String, String)> = read
         .prepare_cached(
             "SELECT seq, uid, conversation_id FROM store.conversation_index_queue
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -239,19 +246,29 @@ fn index_queued(conn: &Connection, done: i64) -> Result<i64, StoreError> {
         .map_err(db_error)?;
     let Some(&(last, _, _)) = queued.last() else {
         // Sequence numbers were taken by transactions that rolled back: nothing to read up to there.
-        let queued = last_queued(&tx, "store")?;
-        set_indexed(&tx, queued)?;
-        tx.commit().map_err(db_error)?;
+        let queued = last_queued(&read, "store")?;
+        read.commit().map_err(db_error)?;
+        let write = conn.unchecked_transaction().map_err(db_error)?;
+        set_indexed(&write, queued)?;
+        write.commit().map_err(db_error)?;
         return Ok(queued);
     };
     let mut seen = std::collections::HashSet::new();
-    for (_, uid, id) in &queued {
-        if seen.insert((uid, id)) {
-            write_document(&tx, uid, id)?;
+    let mut documents = Vec::new();
+    for (_, uid, id) in queued {
+        if seen.insert((uid.clone(), id.clone())) {
+            let document = read_document(&read, &uid, &id)?;
+            documents.push((uid, id, document));
         }
     }
-    set_indexed(&tx, last)?;
-    tx.commit().map_err(db_error)?;
+    read.commit().map_err(db_error)?;
+
+    let write = conn.unchecked_transaction().map_err(db_error)?;
+    for (uid, id, document) in &documents {
+        write_document(&write, uid, id, document.as_ref())?;
+    }
+    set_indexed(&write, last)?;
+    write.commit().map_err(db_error)?;
     Ok(last)
 }
 
@@ -265,29 +282,56 @@ fn set_indexed(conn: &Connection, seq: i64) -> Result<(), StoreError> {
     .map_err(db_error)
 }
 
-/// A conversation's document (title, overview, whole transcript) as the store holds it now; removed
+/// What the index holds of a conversation.
+struct Document {
+    title: String,
+    overview: String,
+    transcript: String,
+}
+
+/// A conversation's document (title, overview, whole transcript) as the store holds it now; `None`
 /// when the conversation is gone.
-fn write_document(conn: &Connection, uid: &str, id: &str) -> Result<(), StoreError> {
+fn read_document(conn: &Connection, uid: &str, id: &str) -> Result<Option<Document>, StoreError> {
+    conn.prepare_cached(
+        "SELECT c.title, c.overview,
+                COALESCE((SELECT group_concat(text, ' ') FROM (SELECT text FROM store.transcript_segments s
+                          WHERE s.uid = c.uid AND s.conversation_id = c.id ORDER BY position)), '')
+         FROM store.conversations c WHERE c.uid = ?1 AND c.id = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![uid, id], |r| {
+            Ok(Document {
+                title: r.get(0)?,
+                overview: r.get(1)?,
+                transcript: r.get(2)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(db_error)
+}
+
+/// Replaces a conversation's document in the index; removes it when the conversation is gone.
+fn write_document(
+    conn: &Connection,
+    uid: &str,
+    id: &str,
+    document: Option<&Document>,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "DELETE FROM main.conversations_fts WHERE rowid =
              (SELECT doc FROM main.conversation_docs WHERE uid = ?1 AND conversation_id = ?2)",
     )
     .and_then(|mut s| s.execute(params![uid, id]))
     .map_err(db_error)?;
-    let exists: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM store.conversations WHERE uid = ?1 AND id = ?2)",
-        )
-        .and_then(|mut s| s.query_row(params![uid, id], |r| r.get(0)))
-        .map_err(db_error)?;
-    if !exists {
+    let Some(document) = document else {
         conn.prepare_cached(
             "DELETE FROM main.conversation_docs WHERE uid = ?1 AND conversation_id = ?2",
         )
         .and_then(|mut s| s.execute(params![uid, id]))
         .map_err(db_error)?;
         return Ok(());
-    }
+    };
     conn.prepare_cached(
         "INSERT OR IGNORE INTO main.conversation_docs (uid, conversation_id) VALUES (?1, ?2)",
     )
@@ -295,14 +339,17 @@ fn write_document(conn: &Connection, uid: &str, id: &str) -> Result<(), StoreErr
     .map_err(db_error)?;
     conn.prepare_cached(
         "INSERT INTO main.conversations_fts (rowid, title, overview, transcript)
-         SELECT d.doc, c.title, c.overview,
-                COALESCE((SELECT group_concat(text, ' ') FROM (SELECT text FROM store.transcript_segments s
-                          WHERE s.uid = c.uid AND s.conversation_id = c.id ORDER BY position)), '')
-         FROM store.conversations c
-         JOIN main.conversation_docs d ON d.uid = c.uid AND d.conversation_id = c.id
-         WHERE c.uid = ?1 AND c.id = ?2",
+         SELECT doc, ?3, ?4, ?5 FROM main.conversation_docs WHERE uid = ?1 AND conversation_id = ?2",
     )
-    .and_then(|mut s| s.execute(params![uid, id]))
+    .and_then(|mut s| {
+        s.execute(params![
+            uid,
+            id,
+            document.title,
+            document.overview,
+            document.transcript
+        ])
+    })
     .map(drop)
     .map_err(db_error)
 }
