@@ -248,8 +248,9 @@ pub struct SqliteSettings {
     pub synchronous: Synchronous,
     pub readers: usize,
     pub busy_timeout_ms: u64,
-    /// Start the store's write-ahead log over once it is this large, even under constant writes; 0
-    /// (the default) leaves it to SQLite. Trades short write stalls for a bounded log (README).
+    /// Start the store's write-ahead log over once it is this large, even under constant writes,
+    /// when no request has written for a moment (or at 16 times this size regardless); 0 leaves it
+    /// to SQLite, which lets it grow until writes pause.
     pub restart_log_after_mb: u64,
 }
 
@@ -332,7 +333,7 @@ impl Default for SqliteSettings {
             synchronous: Synchronous::Normal,
             readers: 3,
             busy_timeout_ms: 5_000,
-            restart_log_after_mb: 0,
+            restart_log_after_mb: 64,
         }
     }
 }

@@ -6,6 +6,7 @@ mod conversation_index;
 mod idempotency;
 mod inbox;
 mod ingest;
+mod log_restart;
 mod memories;
 mod omi_dev;
 mod outbox;

@@ -12,12 +12,12 @@ use rusqlite::{Connection, OpenFlags};
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::conversation_index::{self, ConversationIndex};
+use super::log_restart::LogRestart;
 use super::schema;
 use crate::store::StoreError;
 
@@ -35,11 +35,13 @@ const MAINTAIN_UNDER_LOAD: Duration = Duration::from_secs(5);
 /// them, so its groups take them for less long.
 const BACKGROUND_BUDGET: Duration = Duration::from_millis(4);
 const INBOX_BACKGROUND_BUDGET: Duration = Duration::from_millis(1);
-/// How often the background thread copies the write-ahead log into the database file.
+/// How often the background thread copies the write-ahead log into the database file…
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// With `PoolOptions::restart_log_after_frames`, the store's log starts over at a moment when the
-/// background pass has left fewer than this many frames to copy.
-const RESTART_WHEN_BEHIND_BY: i64 = 4_096;
+/// …and the store's, when its log starts over (see `log_restart`): the writer's own pass then finds
+/// less left to copy, and the log is shorter when it does. (Back to back, every 2 ms, made the
+/// acknowledgement tail worse: p99 22, 55 and 29 ms in three of six runs, against one such run in
+/// nine at 100 ms.)
+const CHECKPOINT_RESTARTING_EVERY: Duration = Duration::from_millis(100);
 /// The inbox's log is cut back to this size when it starts over.
 const INBOX_LOG_LIMIT_BYTES: i64 = 64 << 20;
 
@@ -62,8 +64,8 @@ pub struct PoolOptions {
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
     /// Start the store's write-ahead log over once it holds this many frames, even under constant
-    /// writes (see `finish_checkpoint`); `None` leaves it to SQLite, which starts it over only when
-    /// writes pause.
+    /// writes (see `log_restart`); `None` leaves it to SQLite, which starts it over only when writes
+    /// pause.
     pub restart_log_after_frames: Option<i64>,
 }
 
@@ -143,16 +145,17 @@ impl Pool {
             File::Inbox => None,
         };
         let indexed = conversation_index.as_ref().map(ConversationIndex::indexed);
-        let restart_log = Arc::new(AtomicBool::new(false));
-        let restart_requests = options
+        // Never in the inbox's file, where the writer's pause would fall on acknowledgements.
+        let restart_log = options
             .restart_log_after_frames
             .filter(|_| file == File::Store)
-            .map(|frames| (frames, Arc::clone(&restart_log)));
+            .map(|frames| Arc::new(LogRestart::new(frames)));
         let (checkpointer, stop) = mpsc::channel::<()>();
         let checkpoint_conn = open_connection(path, options, Role::Checkpoint)?;
         let name = file.thread_prefix();
+        let checkpoint_restart = restart_log.clone();
         spawn(&format!("{name}-checkpoint"), move || {
-            checkpoint_loop(checkpoint_conn, stop, restart_requests)
+            checkpoint_loop(checkpoint_conn, stop, checkpoint_restart)
         })?;
 
         let (writer, writer_rx) = mpsc::channel::<(Lane, WriteJob)>();
@@ -347,7 +350,7 @@ fn writer_loop(
     jobs: mpsc::Receiver<(Lane, WriteJob)>,
     indexed: Option<watch::Receiver<i64>>,
     background_budget: Duration,
-    restart_log: Arc<AtomicBool>,
+    restart_log: Option<Arc<LogRestart>>,
 ) {
     let mut background: VecDeque<WriteJob> = VecDeque::new();
     let mut maintained = Instant::now();
@@ -372,9 +375,15 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let requests_wrote = !group.is_empty();
         commit_group(&conn, group, &mut background, background_budget);
-        if restart_log.swap(false, Ordering::AcqRel) {
-            finish_checkpoint(&conn);
+        if let Some(restart) = &restart_log {
+            if requests_wrote {
+                restart.request_wrote();
+            }
+            if restart.due() && finish_checkpoint(&conn) {
+                restart.finished();
+            }
         }
         // Under constant load the writer is never idle; maintenance still runs, rarely.
         if maintained.elapsed() >= MAINTAIN_UNDER_LOAD {
@@ -431,31 +440,41 @@ fn commit_group(
 }
 
 /// Copies what is left of the store's log into the database file, between groups, so that the next
-/// group starts the log over (SQLite does so when a transaction begins with every frame copied).
+/// group starts the log over (SQLite does so when a transaction begins with every frame copied). The
+/// writer waits for two fsyncs meanwhile; `log_restart` decides when that is worth it.
 ///
-/// Why the writer does it: under constant writes the background pass never catches up, and the log
-/// grows by gigabytes, every frame into new file space that the kernel must zero (a third of the
-/// writer's time) and later write back, IO that slows every other file's writes too. This pass waits
-/// for two fsyncs, tens of milliseconds under load, and every write behind it waits too: with it,
-/// webhook acknowledgements at 1,000/s had a p99 of 8.9 ms (median of 12 runs) instead of 14.4 (of
-/// 5), but API creates at 1,000/s 6.6–7.8 ms instead of 5.0. Hence a setting
-/// (`sqlite.restart_log_after_mb`), off by default. Never in the inbox's file, where the wait would
-/// fall on acknowledgements.
-fn finish_checkpoint(conn: &Connection) {
-    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(%error, "finishing a WAL checkpoint failed");
+/// Returns whether every frame is now copied. Not when the checkpoint thread was in the middle of a
+/// pass (SQLite then answers busy at once), nor when a reader still holds an old snapshot: the writer
+/// tries again after its next group.
+fn finish_checkpoint(conn: &Connection) -> bool {
+    let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match pass {
+        Ok((busy, frames, copied)) => busy == 0 && frames == copied,
+        Err(error) => {
+            tracing::warn!(%error, "finishing a WAL checkpoint failed");
+            false
+        }
     }
 }
 
-/// Copies the write-ahead log into the database file in the background. With `restart_log` (a
-/// length in frames, and the writer's flag), it also asks the writer to finish a pass when the log is
-/// that long and this pass nearly caught up.
+/// Copies the write-ahead log into the database file in the background, and reports to
+/// `restart_log`, if any, how long the log is.
 fn checkpoint_loop(
     conn: Connection,
     stop: mpsc::Receiver<()>,
-    restart_log: Option<(i64, Arc<AtomicBool>)>,
+    restart_log: Option<Arc<LogRestart>>,
 ) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+    let every = match restart_log {
+        Some(_) => CHECKPOINT_RESTARTING_EVERY,
+        None => CHECKPOINT_EVERY,
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         // PASSIVE never blocks readers or the writer; what it cannot copy now, it copies next time.
         let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
@@ -463,11 +482,8 @@ fn checkpoint_loop(
         match pass {
             Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
             Ok((frames, copied)) => {
-                if let Some((after, restart)) = &restart_log
-                    && frames > *after
-                    && frames - copied < RESTART_WHEN_BEHIND_BY
-                {
-                    restart.store(true, Ordering::Release);
+                if let Some(restart) = &restart_log {
+                    restart.passed(frames, copied);
                 }
             }
         }
@@ -527,10 +543,73 @@ mod tests {
         let before = logged_frames(&checkpointer);
         // The background pass left the last writes uncopied.
         write(20);
-        finish_checkpoint(&writer);
+        assert!(finish_checkpoint(&writer), "every frame is copied");
         write(1);
         let after = logged_frames(&checkpointer);
         assert!(before >= 200, "the log held every write: {before}");
         assert!(after < 10, "the log started over: {after} frames");
+    }
+
+    /// Bytes of row data written, and the store's log file length, after `seconds` of constant
+    /// background writes (32 always queued, so the writer never runs out of work).
+    async fn constant_background_writes(options: PoolOptions, seconds: u64) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let pool = Arc::new(Pool::open(&path, &options, File::Store).unwrap());
+        pool.write(|c| {
+            c.execute_batch("CREATE TABLE load (v BLOB)")
+                .map_err(super::super::db_error)
+        })
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let writers: Vec<_> = (0..32)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move {
+                    let mut rows = 0u64;
+                    while Instant::now() < deadline {
+                        pool.write_background(|c| {
+                            c.execute("INSERT INTO load (v) VALUES (zeroblob(4000))", [])
+                                .map_err(super::super::db_error)
+                        })
+                        .await
+                        .unwrap();
+                        rows += 1;
+                    }
+                    rows
+                })
+            })
+            .collect();
+        let mut rows = 0;
+        for writer in writers {
+            rows += writer.await.unwrap();
+        }
+        let mut log = path.into_os_string();
+        log.push("-wal");
+        (rows * 4000, std::fs::metadata(log).unwrap().len())
+    }
+
+    /// SQLite alone never starts the log over while the writer is never idle; with a start-over
+    /// length, the writer does, between groups, once no request has written for a moment.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn constant_background_writes_start_the_store_log_over() {
+        let left_to_sqlite = PoolOptions::default();
+        let (written, log) = constant_background_writes(left_to_sqlite, 2).await;
+        assert!(
+            log >= written,
+            "the log holds every write: {log} of {written} bytes"
+        );
+
+        let restarting = PoolOptions {
+            restart_log_after_frames: Some(256),
+            ..PoolOptions::default()
+        };
+        // Long enough that the log's longest stretch (a few passes' worth) is a small part of it.
+        let (written, log) = constant_background_writes(restarting, 6).await;
+        assert!(
+            log < written / 2,
+            "the log started over: {log} bytes long after {written} written"
+        );
     }
 }
