@@ -340,6 +340,7 @@ fn in_savepoint<T>(
 }
 
 /// Which queue a write waits in.
+#[derive(Clone, Copy)]
 enum Lane {
     Foreground,
     Background,
@@ -551,8 +552,8 @@ mod tests {
     }
 
     /// Bytes of row data written, and the store's log file length, after `seconds` of constant
-    /// background writes (32 always queued, so the writer never runs out of work).
-    async fn constant_background_writes(options: PoolOptions, seconds: u64) -> (u64, u64) {
+    /// writes in `lane` (32 always queued, so the writer never runs out of work).
+    async fn constant_writes(options: PoolOptions, lane: Lane, seconds: u64) -> (u64, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
         let pool = Arc::new(Pool::open(&path, &options, File::Store).unwrap());
@@ -569,7 +570,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut rows = 0u64;
                     while Instant::now() < deadline {
-                        pool.write_background(|c| {
+                        pool.submit(lane, |c| {
                             c.execute("INSERT INTO load (v) VALUES (zeroblob(4000))", [])
                                 .map_err(super::super::db_error)
                         })
@@ -595,7 +596,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn constant_background_writes_start_the_store_log_over() {
         let left_to_sqlite = PoolOptions::default();
-        let (written, log) = constant_background_writes(left_to_sqlite, 2).await;
+        let (written, log) = constant_writes(left_to_sqlite, Lane::Background, 2).await;
         assert!(
             log >= written,
             "the log holds every write: {log} of {written} bytes"
@@ -606,7 +607,23 @@ mod tests {
             ..PoolOptions::default()
         };
         // Long enough that the log's longest stretch (a few passes' worth) is a small part of it.
-        let (written, log) = constant_background_writes(restarting, 6).await;
+        let (written, log) = constant_writes(restarting, Lane::Background, 6).await;
+        assert!(
+            log < written / 2,
+            "the log started over: {log} bytes long after {written} written"
+        );
+    }
+
+    /// Requests always waiting keep the writer from pausing, until the log is 16 times the
+    /// start-over length: then it starts over anyway, so the file stays bounded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn constant_request_writes_start_the_store_log_over_when_far_too_long() {
+        let restarting = PoolOptions {
+            // Forced at 16 times this: 256 frames, 1 MiB.
+            restart_log_after_frames: Some(16),
+            ..PoolOptions::default()
+        };
+        let (written, log) = constant_writes(restarting, Lane::Foreground, 6).await;
         assert!(
             log < written / 2,
             "the log started over: {log} bytes long after {written} written"
